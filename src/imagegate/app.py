@@ -1,0 +1,125 @@
+"""The composition root: builds every adapter from the settings, once, and the ASGI app around them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from imagegate.api.errors import error_response, error_body, json_response
+from imagegate.api.middleware import EdgeMiddleware
+from imagegate.api.routes import ROUTES
+from imagegate.billing.ledger import SqlLedger
+from imagegate.catalog import builtin_specs
+from imagegate.config import ConfigError, Settings
+from imagegate.core.catalog import Catalog, Route
+from imagegate.core.errors import GatewayError
+from imagegate.core.ports import Fetcher, Provider
+from imagegate.core.service import EditService
+from imagegate.db.accounts import AccountStore
+from imagegate.db.engine import create_engine, migrate, sessionmaker
+from imagegate.db.files import FileRepository
+from imagegate.fetch import SafeFetcher
+from imagegate.inputs import InputResolver
+from imagegate.providers.registry import build_provider
+from imagegate.storage.local import LocalBlobStore
+
+log = logging.getLogger("imagegate")
+
+
+@dataclass
+class Gateway:
+    """Everything a request needs, built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    accounts: AccountStore
+    files: FileRepository
+    blobs: LocalBlobStore
+    ledger: SqlLedger
+    catalog: Catalog
+    edits: EditService
+    fetcher: Fetcher
+    providers: dict[str, Provider]
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.fetcher.aclose()
+        await self.engine.dispose()
+
+
+def build_catalog(settings: Settings, providers: dict[str, Provider]) -> Catalog:
+    specs = builtin_specs(settings.prices)
+    routes: dict[str, list[Route]] = {}
+    for p in settings.providers:
+        for model in p.models:
+            spec = specs.get(model)
+            if spec is None:
+                raise ConfigError(f"[[providers]] {p.name}: unknown model {model!r}")
+            if p.type not in spec.provider_types:
+                raise ConfigError(f"[[providers]] {p.name}: a {p.type!r} provider cannot serve {model!r}")
+            routes.setdefault(model, []).append(Route(p.name, providers[p.name], p.priority, p.weight))
+    return Catalog(specs, routes)
+
+
+async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -> Gateway:
+    """Build the gateway's components. `fetcher` may be injected (tests use a loopback-safe policy)."""
+    await migrate(settings.database.url)
+    engine = create_engine(settings.database.url)
+    sessions = sessionmaker(engine)
+    providers = {p.name: build_provider(p) for p in settings.providers}
+    catalog = build_catalog(settings, providers)
+    accounts = AccountStore(sessions)
+    files = FileRepository(sessions)
+    blobs = LocalBlobStore(settings.storage.path, settings.storage.public_base_url)
+    ledger = SqlLedger(sessions)
+    fetcher = fetcher or SafeFetcher(settings.fetch)
+    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs)
+    return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
+                   ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    message = "Not found." if status == 404 else ("Method not allowed." if status == 405 else str(exc))
+    return json_response(error_body(message, "invalid_request_error", "not_found" if status == 404
+                                    else "method_not_allowed" if status == 405 else "http_error"), status)
+
+
+def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: Any) -> Starlette:
+    """The ASGI app. The gateway is built in the lifespan unless one is given."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gw = gateway or await build_gateway(settings, **build)
+        app.state.gateway = gw
+        try:
+            yield
+        finally:
+            if gateway is None:
+                await gw.aclose()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(EdgeMiddleware, max_body=settings.limits.max_request_bytes)],
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    if gateway is not None:
+        app.state.gateway = gateway
+    return app

@@ -1,0 +1,1 @@
+"""Money: the two-phase ledger (hold, then settle or release)."""

@@ -1,0 +1,146 @@
+"""Configuration: one TOML file read once into typed, immutable settings.
+
+This is the only module that reads the environment. `${VAR}` anywhere in a string value is replaced by
+the environment variable's value (a missing variable is an error, named in the message).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from imagegate.fetch.policy import FetchSettings
+
+CONFIG_ENV = "IMAGEGATE_CONFIG"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = "sqlite:///./imagegate.db"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    backend: str = "local"
+    path: str = "./imagegate-data"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_request_bytes: int = 16 * 50 * 1024 * 1024 + 50 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024 * 1024
+    max_form_fields: int = 64
+    max_field_bytes: int = 64 * 1024
+    spool_memory_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    type: str
+    models: tuple[str, ...]
+    base_url: str = ""
+    api_key: str = ""
+    priority: int = 1
+    weight: int = 1
+    timeout: float = 600.0
+    api_version: str = ""
+    deployments: Mapping[str, str] = field(default_factory=dict)
+    organization: str = ""
+    project: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    fetch: FetchSettings = FetchSettings()
+    limits: LimitSettings = LimitSettings()
+    providers: tuple[ProviderSettings, ...] = (
+        ProviderSettings(name="local", type="local", models=("local-edit",)),
+    )
+    prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    log_level: str = "info"
+
+
+def _expand(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"environment variable {name} is not set (used in the config file)")
+            return env[name]
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, env) for k, v in value.items()}
+    return value
+
+
+def _section(cls: Any, raw: Mapping[str, Any] | None, where: str) -> Any:
+    raw = dict(raw or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"[{where}]: unknown key(s) {', '.join(unknown)}")
+    for name, value in raw.items():
+        if isinstance(value, list):
+            raw[name] = tuple(value)
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"[{where}]: {exc}") from exc
+
+
+def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    raw = _expand(dict(raw), os.environ if env is None else env)
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {
+        "database": _section(DatabaseSettings, raw.get("database"), "database"),
+        "storage": _section(StorageSettings, raw.get("storage"), "storage"),
+        "fetch": _section(FetchSettings, raw.get("fetch"), "fetch"),
+        "limits": _section(LimitSettings, raw.get("limits"), "limits"),
+        "prices": dict(raw.get("prices", {})),
+        "log_level": str(raw.get("log_level", "info")),
+    }
+    if "providers" in raw:
+        providers = tuple(_section(ProviderSettings, p, f"providers.{p.get('name', i)}")
+                          for i, p in enumerate(raw["providers"]))
+        names = [p.name for p in providers]
+        if len(set(names)) != len(names):
+            raise ConfigError("[[providers]]: names must be unique")
+        kwargs["providers"] = providers
+    if kwargs["storage"].backend != "local":
+        raise ConfigError(f"[storage] backend {kwargs['storage'].backend!r} is not supported; use 'local'")
+    return Settings(**kwargs)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the config file named by `path` or $IMAGEGATE_CONFIG; the embedded defaults when neither is set."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return Settings()
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return settings_from_mapping(raw)

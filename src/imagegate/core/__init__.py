@@ -1,0 +1,1 @@
+"""The gateway's domain: requests, catalog, validation, pricing and the edit service. No I/O here."""

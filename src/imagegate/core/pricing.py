@@ -1,0 +1,134 @@
+"""Prices and costs. Every amount is an integer number of micro-dollars (1 USD = 1,000,000)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+MICROS_PER_USD = 1_000_000
+
+# Output image tokens of GPT Image models per quality at 1024x1024; other sizes scale with pixels.
+_OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
+_WORST_INPUT_IMAGE_TOKENS = 6_500  # one source image at high input fidelity
+_LARGEST_AUTO_SIZE = (1536, 1024)
+
+
+def usd_to_micros(usd: float | str | Decimal) -> int:
+    return int((Decimal(str(usd)) * MICROS_PER_USD).to_integral_value(ROUND_CEILING))
+
+
+def micros_to_usd(micros: int) -> float:
+    return micros / MICROS_PER_USD
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True, slots=True)
+class CostInputs:
+    """What a price needs to know about one edit."""
+
+    n: int
+    prompt_chars: int
+    input_pixels: tuple[int, ...]  # width*height of each source image
+    size: tuple[int, int] | None  # requested output size, None for auto
+    quality: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's price. `kind` is "tokens", "per_image", "megapixels" or "free".
+
+    Token rates are micro-dollars per one million tokens; other rates are micro-dollars.
+    """
+
+    kind: str
+    rates: Mapping[str, int] = field(default_factory=dict)
+    by_size: Mapping[str, int] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """The price as listed by GET /v1/models, in USD."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "tokens":
+            out["usd_per_1m_tokens"] = {k: micros_to_usd(v) for k, v in self.rates.items()}
+        else:
+            out.update({f"{k}_usd": micros_to_usd(v) for k, v in self.rates.items()})
+        if self.by_size:
+            out["per_image_usd_by_size"] = {k: micros_to_usd(v) for k, v in self.by_size.items()}
+        return out
+
+    # --- estimates: the worst plausible cost, held before any upstream call ------------------------
+    def estimate(self, c: CostInputs) -> int:
+        if self.kind == "tokens":
+            text = _ceil_div(c.prompt_chars, 2) + 16
+            images = _WORST_INPUT_IMAGE_TOKENS * len(c.input_pixels)
+            quality = c.quality if c.quality in _OUTPUT_TOKENS_1024 else "high"
+            width, height = c.size or _LARGEST_AUTO_SIZE
+            per_image = _ceil_div(_OUTPUT_TOKENS_1024[quality] * width * height, 1024 * 1024)
+            return self._tokens(text_in=text, image_in=images, image_out=per_image * c.n)
+        return self._per_output(c)
+
+    # --- actual cost, from what the upstream reported -----------------------------------------------
+    def actual(self, c: CostInputs, usage: Mapping[str, Any] | None) -> int:
+        if self.kind == "tokens" and usage:
+            return self._from_usage(usage)
+        return self._per_output(c)
+
+    def _per_output(self, c: CostInputs) -> int:
+        if self.kind == "per_image":
+            size_key = f"{c.size[0]}x{c.size[1]}" if c.size else None
+            if size_key and size_key in self.by_size:
+                unit = self.by_size[size_key]
+            elif self.by_size:
+                unit = max(self.by_size.values())
+            else:
+                unit = self.rates.get("per_image", 0)
+            return unit * c.n + self.rates.get("per_input_image", 0) * len(c.input_pixels)
+        if self.kind == "megapixels":
+            width, height = c.size or (1024, 1024)
+            out_mp = max(1, _ceil_div(width * height, 1_000_000))
+            in_mp = sum(_ceil_div(p, 1_000_000) for p in c.input_pixels)
+            per_image = self.rates["first_mp"] + (out_mp - 1) * self.rates["extra_mp"]
+            return per_image * c.n + in_mp * self.rates["input_mp"]
+        if self.kind == "tokens":  # no usage reported: price the outputs from the token table
+            return self.estimate(CostInputs(c.n, c.prompt_chars, (), c.size, c.quality))
+        return 0
+
+    def _from_usage(self, usage: Mapping[str, Any]) -> int:
+        details_in = usage.get("input_tokens_details") or {}
+        details_out = usage.get("output_tokens_details") or {}
+        text_in = int(details_in.get("text_tokens", 0) or 0)
+        image_in = int(details_in.get("image_tokens", 0) or 0)
+        if not details_in:
+            image_in = int(usage.get("input_tokens", 0) or 0)
+        cached = int(details_in.get("cached_tokens", 0) or 0)
+        text_cached = min(cached, text_in)
+        image_cached = min(cached - text_cached, image_in)
+        if details_out:
+            image_out = int(details_out.get("image_tokens", 0) or 0)
+            text_out = int(details_out.get("text_tokens", 0) or 0)
+        else:
+            image_out, text_out = int(usage.get("output_tokens", 0) or 0), 0
+        return self._tokens(text_in=text_in - text_cached, text_cached=text_cached,
+                            image_in=image_in - image_cached, image_cached=image_cached,
+                            image_out=image_out, text_out=text_out)
+
+    def _tokens(self, **counts: int) -> int:
+        total = 0
+        for name, count in counts.items():
+            rate = self.rates.get(name, self.rates.get("image_out", 0) if name == "text_out" else 0)
+            total += count * rate
+        return _ceil_div(total, 1_000_000)
+
+
+def price_from_mapping(raw: Mapping[str, Any]) -> Price:
+    """Build a Price from a catalog or config table (amounts in USD)."""
+    kind = str(raw.get("kind", "free"))
+    if kind not in ("tokens", "per_image", "megapixels", "free"):
+        raise ValueError(f"unknown price kind {kind!r}")
+    rates = {k: usd_to_micros(v) for k, v in raw.items() if k not in ("kind", "by_size")}
+    by_size = {k: usd_to_micros(v) for k, v in raw.get("by_size", {}).items()}
+    return Price(kind=kind, rates=rates, by_size=by_size)

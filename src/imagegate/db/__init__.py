@@ -1,0 +1,1 @@
+"""Relational state: accounts, keys, files, holds, ledger entries, tasks (SQLite or PostgreSQL)."""

@@ -1,0 +1,50 @@
+"""Resolving image references: uploads as they are, file ids from the blob store, URLs via the fetcher."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from imagegate.core.accounts import Caller
+from imagegate.core.edits import FileRef, ImageRef, UploadRef, UrlRef
+from imagegate.core.errors import FileNotFoundInRequest
+from imagegate.core.media import SourceImage
+from imagegate.core.ports import BlobStore, Fetcher
+from imagegate.db.files import FileRepository
+from imagegate.imaging import check_image
+
+
+class InputResolver:
+    def __init__(self, files: FileRepository, blobs: BlobStore, fetcher: Fetcher) -> None:
+        self._files = files
+        self._blobs = blobs
+        self._fetcher = fetcher
+
+    async def resolve(self, refs: Sequence[ImageRef], caller: Caller) -> list[SourceImage]:
+        resolved: dict[int, SourceImage] = {}
+        try:
+            for index, ref in enumerate(refs):
+                if isinstance(ref, UploadRef):
+                    resolved[index] = await check_image(ref.file, param=ref.param, filename=ref.filename,
+                                                        size=ref.size)
+                elif isinstance(ref, FileRef):
+                    resolved[index] = await self._load_file(ref, caller)
+            urls = [(i, r) for i, r in enumerate(refs) if isinstance(r, UrlRef)]
+            if urls:
+                fetched = await self._fetcher.fetch_all([r for _, r in urls])
+                resolved.update((i, image) for (i, _), image in zip(urls, fetched, strict=True))
+        except BaseException:
+            for image in resolved.values():
+                image.close()
+            raise
+        return [resolved[i] for i in range(len(refs))]
+
+    async def _load_file(self, ref: FileRef, caller: Caller) -> SourceImage:
+        record = await self._files.get(ref.file_id, caller.account_id)
+        if record is None:
+            raise FileNotFoundInRequest(f"No file with id '{ref.file_id}' was found.", param=ref.param)
+        file = await self._blobs.open(record.blob_key)
+        try:
+            return await check_image(file, param=ref.param, filename=record.filename, size=record.bytes)
+        except BaseException:
+            file.close()
+            raise

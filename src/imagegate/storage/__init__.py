@@ -1,0 +1,1 @@
+"""Blob stores: bytes under opaque keys (uploaded files, output images)."""
