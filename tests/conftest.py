@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from imagegate.app import Gateway, build_gateway, create_app
-from imagegate.config import ProviderSettings, Settings, StorageSettings, DatabaseSettings
+from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
 
 PG_ADMIN = os.environ.get("IMAGEGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("IMAGEGATE_REQUIRE_POSTGRES") == "1"
@@ -101,10 +101,23 @@ def with_providers(settings: Settings, *providers: ProviderSettings) -> Settings
 class Harness:
     """A built gateway, its ASGI app, an HTTP client on it, and a funded API key."""
 
-    def __init__(self, gateway: Gateway, client: httpx.AsyncClient, key: str) -> None:
+    def __init__(self, gateway: Gateway, app: Any, client: httpx.AsyncClient, key: str) -> None:
         self.gateway = gateway
+        self.app = app
         self.client = client
         self.key = key
+
+    def sdk(self, key: str | None = None) -> Any:
+        """The official openai SDK pointed at this gateway (no retries, so failures surface)."""
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(base_url="http://gateway.test/v1", api_key=key or self.key, max_retries=0,
+                           http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                                         timeout=60))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.gateway.aclose()
 
     @property
     def auth(self) -> dict[str, str]:
@@ -128,7 +141,7 @@ async def start_harness(settings: Settings, **build: Any) -> Harness:
     app = create_app(settings, gateway=gateway)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test",
                                timeout=60)
-    harness = Harness(gateway, client, "")
+    harness = Harness(gateway, app, client, "")
     harness.key = await harness.new_key("alice", credit=100.0)
     return harness
 
@@ -139,5 +152,4 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
     try:
         yield h
     finally:
-        await h.client.aclose()
-        await h.gateway.aclose()
+        await h.aclose()

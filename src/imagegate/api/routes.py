@@ -15,7 +15,7 @@ from starlette.routing import Route
 from imagegate.api.auth import authenticate
 from imagegate.api.errors import json_response
 from imagegate.api.parsing import read_edit, read_form, upload_ref
-from imagegate.core.errors import InvalidRequest, NotFound
+from imagegate.core.errors import InvalidRequest, ModelNotFound, NotFound
 from imagegate.core.media import MIME_TYPES
 from imagegate.db.files import new_file_id
 from imagegate.imaging import check_image
@@ -132,7 +132,10 @@ async def get_model(request: Request) -> Response:
     await authenticate(request, gw.accounts)
     model_id = request.path_params["model_id"]
     if model_id not in gw.catalog:
-        gw.catalog.spec(model_id)  # raises model_not_found with a suggestion
+        try:
+            gw.catalog.spec(model_id)
+        except ModelNotFound as exc:
+            raise NotFound(exc.message, param="model", code=exc.code, **exc.details) from None
     return json_response(_model_body(gw, model_id))
 
 

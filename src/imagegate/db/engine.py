@@ -35,20 +35,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, null_pool: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An async engine for `url`; `null_pool` opens a connection per use (migrations, one-shot CLI work)."""
+    if null_pool:
+        kwargs["poolclass"] = NullPool
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), poolclass=NullPool if kwargs.pop("null_pool", False)
-                                     else None, **kwargs)
+        engine = create_async_engine(async_url(url), **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # SQLite allows one writer: BEGIN IMMEDIATE takes the write lock up front so concurrent
         # read-then-write transactions queue instead of failing with "database is locked".
         event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_async_engine(async_url(url), pool_size=kwargs.pop("pool_size", 20), max_overflow=20,
-                               pool_pre_ping=False, **kwargs)
+    if not null_pool:
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 20)
+    return create_async_engine(async_url(url), **kwargs)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
