@@ -28,6 +28,7 @@ from imagegate.core.service import EditService
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 from imagegate.db.files import FileRepository
+from imagegate.db.transactions import Transactions
 from imagegate.fetch import SafeFetcher
 from imagegate.inputs import InputResolver
 from imagegate.providers.registry import build_provider
@@ -50,11 +51,13 @@ class Gateway:
     edits: EditService
     fetcher: Fetcher
     providers: dict[str, Provider]
+    transactions: Transactions
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
         await self.fetcher.aclose()
+        await self.transactions.aclose()
         await self.engine.dispose()
 
 
@@ -82,11 +85,13 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     accounts = AccountStore(sessions)
     files = FileRepository(sessions)
     blobs = LocalBlobStore(settings.storage.path, settings.storage.public_base_url)
-    ledger = SqlLedger(sessions)
+    transactions = Transactions(settings.database.url, engine)
+    ledger = SqlLedger(transactions)
     fetcher = fetcher or SafeFetcher(settings.fetch)
     edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs)
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
-                   ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers)
+                   ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
+                   transactions=transactions)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

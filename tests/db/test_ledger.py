@@ -13,6 +13,7 @@ from imagegate.core.accounts import Caller
 from imagegate.core.errors import InsufficientBalance, QuotaExceeded
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
+from imagegate.db.transactions import Transactions
 
 
 @pytest.fixture
@@ -31,8 +32,17 @@ def accounts(engine: AsyncEngine) -> AccountStore:
 
 
 @pytest.fixture
-def ledger(engine: AsyncEngine) -> SqlLedger:
-    return SqlLedger(sessionmaker(engine))
+async def transactions(engine: AsyncEngine, db_url: str) -> AsyncIterator[Transactions]:
+    tx = Transactions(db_url, engine)
+    try:
+        yield tx
+    finally:
+        await tx.aclose()
+
+
+@pytest.fixture
+def ledger(transactions: Transactions) -> SqlLedger:
+    return SqlLedger(transactions)
 
 
 async def caller_for(accounts: AccountStore, name: str, credit: int, **key: object) -> Caller:
@@ -121,10 +131,10 @@ async def test_concurrent_holds_never_overdraw(accounts: AccountStore, ledger: S
     assert (s.balance_micros, s.held_micros, s.spent_micros) == (0, 0, 2_000_000)
 
 
-async def test_expired_holds_are_released(accounts: AccountStore, engine: AsyncEngine) -> None:
+async def test_expired_holds_are_released(accounts: AccountStore, transactions: Transactions) -> None:
     from datetime import timedelta
 
-    ledger = SqlLedger(sessionmaker(engine), hold_ttl=timedelta(seconds=-1))
+    ledger = SqlLedger(transactions, hold_ttl=timedelta(seconds=-1))
     caller = await caller_for(accounts, "a", 1_000_000)
     await ledger.hold(caller, 300_000, model="m")
     assert await ledger.release_expired() == 1
