@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import png_bytes
 
 from imagegate.cli import main
-from tests.conftest import png_bytes
 
 
 @pytest.fixture

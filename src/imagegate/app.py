@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from imagegate.api.errors import error_response, error_body, json_response
+from imagegate.api.errors import error_body, error_response, json_response
 from imagegate.api.middleware import EdgeMiddleware
 from imagegate.api.routes import ROUTES
 from imagegate.billing.ledger import SqlLedger

@@ -64,10 +64,10 @@ class ProviderSettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database: DatabaseSettings = DatabaseSettings()
-    storage: StorageSettings = StorageSettings()
-    fetch: FetchSettings = FetchSettings()
-    limits: LimitSettings = LimitSettings()
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     providers: tuple[ProviderSettings, ...] = (
         ProviderSettings(name="local", type="local", models=("local-edit",)),
     )

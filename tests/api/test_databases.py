@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imagegate.config import DatabaseSettings, Settings
 from tests.conftest import png_bytes, start_harness
+
+from imagegate.config import DatabaseSettings, Settings
 
 
 async def test_edit_and_files_on_each_database(settings: Settings, db_url: str) -> None:

@@ -6,9 +6,9 @@ import base64
 from dataclasses import replace
 
 import pytest
+from tests.conftest import Harness, png_bytes, start_harness
 
 from imagegate.config import LimitSettings, Settings
-from tests.conftest import Harness, png_bytes, start_harness
 
 PNG = ("a.png", png_bytes(), "image/png")
 DATA_URL = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()

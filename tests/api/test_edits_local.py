@@ -8,7 +8,6 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests.conftest import Harness, mask_bytes, png_bytes
 
 

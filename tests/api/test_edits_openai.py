@@ -10,11 +10,11 @@ from dataclasses import replace
 import openai
 import pytest
 from PIL import Image
+from tests.conftest import Harness, mask_bytes, png_bytes, start_harness
+from tests.emulators.openai_emulator import OpenAIEmulator
 
 from imagegate.config import ProviderSettings, Settings
 from imagegate.core.pricing import usd_to_micros
-from tests.conftest import Harness, mask_bytes, png_bytes, start_harness
-from tests.emulators.openai_emulator import OpenAIEmulator
 
 MODELS = ("gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "dall-e-2")
 

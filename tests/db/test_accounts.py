@@ -28,7 +28,7 @@ async def store(db_url: str) -> AsyncIterator[AccountStore]:
 async def test_key_is_stored_hashed(store: AccountStore) -> None:
     secret = await store.create_key("acme")
     assert secret.startswith("sk-") and len(secret) > 40
-    async with store._sessions() as session:  # noqa: SLF001
+    async with store._sessions() as session:
         rows = list(await session.scalars(select(ApiKey)))
     assert [r.key_hash for r in rows] == [hash_key(secret)]
     assert secret not in {r.prefix for r in rows}

@@ -33,7 +33,7 @@ _TABLE: dict[type[e.GatewayError], tuple[int, str]] = {
 def status_and_type(exc: e.GatewayError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in _TABLE:
-            return _TABLE[cls]  # type: ignore[index]
+            return _TABLE[cls]
     return 500, "server_error"
 
 

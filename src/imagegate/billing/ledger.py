@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from imagegate.core.accounts import Caller
 from imagegate.core.errors import InsufficientBalance, QuotaExceeded
@@ -22,10 +23,10 @@ from imagegate.db.transactions import Transactions
 
 log = logging.getLogger("imagegate.billing")
 
-_accounts = Account.__table__
-_keys = ApiKey.__table__
-_holds = Hold.__table__
-_entries = LedgerEntry.__table__
+_accounts = cast(Table, Account.__table__)
+_keys = cast(Table, ApiKey.__table__)
+_holds = cast(Table, Hold.__table__)
+_entries = cast(Table, LedgerEntry.__table__)
 
 
 class SqlLedger:
@@ -71,7 +72,7 @@ class SqlLedger:
         return hold_id
 
     async def release(self, hold_id: str) -> None:
-        await self._tx.run(lambda conn: _close(conn, hold_id, charge=0, settle=False))
+        await self.release_one(hold_id)
 
     async def release_expired(self, limit: int = 100) -> int:
         """Release holds whose request outlived them (a crash, a lost worker). Returns how many."""
@@ -82,9 +83,11 @@ class SqlLedger:
 
         released = 0
         for hold_id in await self._tx.run(expired):
-            released += await self._tx.run(
-                lambda conn, hold_id=hold_id: _close(conn, hold_id, charge=0, settle=False, memo="expired"))
+            released += await self.release_one(hold_id, memo="expired")
         return released
+
+    async def release_one(self, hold_id: str, *, memo: str | None = None) -> int:
+        return await self._tx.run(lambda conn: _close(conn, hold_id, charge=0, settle=False, memo=memo))
 
 
 def _close(conn: Connection, hold_id: str, *, charge: int, settle: bool, memo: str | None = None) -> int:
