@@ -101,7 +101,7 @@ def _section(cls: Any, raw: Mapping[str, Any] | None, where: str) -> Any:
             raw[name] = tuple(value)
     try:
         return cls(**raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{where}]: {exc}") from exc
 
 

@@ -21,7 +21,7 @@ from yarl import URL
 from imagegate.core.edits import UrlRef
 from imagegate.core.errors import GatewayError, ImageFetchFailed, InvalidImageURL
 from imagegate.core.media import SourceImage
-from imagegate.fetch.data_url import decode_data_url, is_data_url
+from imagegate.fetch.data_url import DataURL, decode_data_url, is_data_url, parse_data_url
 from imagegate.fetch.policy import AddressPolicy, FetchSettings
 from imagegate.fetch.resolver import BlockedAddress, PolicyResolver, guarded_socket_factory
 from imagegate.fetch.spool import Budget, Spool
@@ -63,27 +63,28 @@ class SafeFetcher:
     async def fetch_all(self, refs: Sequence[UrlRef]) -> list[SourceImage]:
         if self._closed:
             raise RuntimeError("SafeFetcher is closed")
-        # Every http(s) URL is refused on syntax before anything is dialled for any of them.
-        urls = {i: parse_url(ref.url, ref.param, self._settings, self._policy)
-                for i, ref in enumerate(refs) if not is_data_url(ref.url)}
+        # Every URL is refused on syntax before anything is dialled or decoded for any of them.
+        targets = [self._parse(ref) for ref in refs]
         budget = Budget(self._settings.max_image_bytes, self._settings.max_total_bytes)
         request_slots = asyncio.Semaphore(self._settings.per_request_concurrency)
         results: list[SourceImage | None] = [None] * len(refs)
 
         async def one(i: int, ref: UrlRef) -> None:
-            results[i] = await self._fetch_one(ref, urls.get(i), budget, request_slots)
+            results[i] = await self._fetch_one(ref, targets[i], budget, request_slots)
 
+        failure: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as group:
                 for i, ref in enumerate(refs):
                     group.create_task(one(i, ref))
-        except BaseException as exc:
-            for image in results:
-                if image is not None:
-                    image.close()
-            if isinstance(exc, BaseExceptionGroup):
-                raise exc.exceptions[0] from None  # the first failure; it cancelled the others
+        except BaseExceptionGroup as errors:
+            failure = errors.exceptions[0]  # the first failure; it cancelled the others
+        except BaseException:
+            _close_all(results)
             raise
+        if failure is not None:
+            _close_all(results)
+            raise failure
         return [image for image in results if image is not None]
 
     async def aclose(self) -> None:
@@ -98,15 +99,22 @@ class SafeFetcher:
         self._resolver = self._inner_resolver = None
 
     # --- one image -----------------------------------------------------------------------------
-    async def _fetch_one(self, ref: UrlRef, url: URL | None, budget: Budget,
-                         request_slots: asyncio.Semaphore) -> SourceImage:
+    def _parse(self, ref: UrlRef) -> URL | DataURL:
         s = self._settings
-        if url is None:
-            file, size = await decode_data_url(ref.url, ref.param, max_length=s.max_data_url_length,
-                                               budget=budget, memory_bytes=s.spool_memory_bytes)
+        if is_data_url(ref.url):
+            return parse_data_url(ref.url, ref.param, max_length=s.max_data_url_length,
+                                  max_bytes=s.max_image_bytes)
+        return parse_url(ref.url, ref.param, s, self._policy)
+
+    async def _fetch_one(self, ref: UrlRef, target: URL | DataURL, budget: Budget,
+                         request_slots: asyncio.Semaphore) -> SourceImage:
+        if isinstance(target, DataURL):
+            file = await decode_data_url(target, ref.param, budget=budget,
+                                         memory_bytes=self._settings.spool_memory_bytes)
+            size = target.size
         else:
             async with request_slots, self._slots():
-                file, size = await self._download(url, ref.param, budget)
+                file, size = await self._download(target, ref.param, budget)
         try:
             image = await check_image(file, param=ref.param, filename="image", size=size)
         except BaseException:
@@ -203,6 +211,12 @@ class SafeFetcher:
                 requote_redirect_url=False,
             )
         return self._session
+
+
+def _close_all(images: Sequence[SourceImage | None]) -> None:
+    for image in images:
+        if image is not None:
+            image.close()
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

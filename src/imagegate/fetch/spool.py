@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
+from collections.abc import Callable
 from typing import BinaryIO
 
 from imagegate.core.errors import ImageTooLarge
@@ -14,6 +15,23 @@ _FLUSH_BYTES = 1024 * 1024  # once on disk, write in batches of this size (one t
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
+
+
+async def open_in_thread(make: Callable[[], BinaryIO]) -> BinaryIO:
+    """Run `make` (which opens a file) in a worker thread without leaking the file on cancellation.
+
+    A cancelled `to_thread` leaves the thread running; its result would be dropped unclosed. Here the
+    work is shielded and, if the caller is cancelled, the file is closed when the thread finishes.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(make))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def close_result(done: asyncio.Future[BinaryIO]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                done.result().close()
+        task.add_done_callback(close_result)
+        raise
 
 
 class Budget:
@@ -69,7 +87,7 @@ class Spool:
 
     async def _flush(self) -> None:
         if self._file is None:
-            self._file = await asyncio.to_thread(tempfile.TemporaryFile)
+            self._file = await open_in_thread(tempfile.TemporaryFile)
         data = bytes(self._pending)
         self._pending.clear()
         await asyncio.to_thread(self._file.write, data)

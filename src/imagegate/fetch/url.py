@@ -89,10 +89,10 @@ def check_host(host: str, policy: AddressPolicy) -> None:
         return
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         raise Refused("the host name is not valid")
-    if len(labels) < 2:
-        raise Refused("single-label host names are not allowed")
     if any(name == s or name.endswith("." + s) for s in BLOCKED_SUFFIXES):
         raise Refused("the host name is reserved for local use")
+    if len(labels) < 2:
+        raise Refused("single-label host names are not allowed")
 
 
 def check_url(url: URL, settings: FetchSettings, policy: AddressPolicy) -> URL:

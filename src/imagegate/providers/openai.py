@@ -29,15 +29,22 @@ from imagegate.providers.multipart import FilePart, MultipartBody, build_multipa
 _RESPONSE_FORMAT_MODELS = frozenset({"dall-e-2"})
 _ECHO_FIELDS = ("background", "output_format", "quality", "size")
 _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation", "contentFilter"})
+# A 429 whose Retry-After is this long is a spent quota (Azure's daily "retry after 86400 seconds"), not a
+# momentary rate limit: another route may serve the request, this one will not for hours.
+_QUOTA_WAIT_SECONDS = 3600.0
 
 
-def edit_form(job: EditJob) -> MultipartBody:
-    """The multipart body OpenAI's /images/edits expects for this job."""
-    fields: list[tuple[str, str]] = [("model", job.upstream_model), ("prompt", job.prompt)]
+def edit_form(job: EditJob, *, model: str | None = None, ask_b64: bool = True) -> MultipartBody:
+    """The multipart body OpenAI's /images/edits expects for this job.
+
+    `model` overrides the model field (Azure's v1 API wants the deployment name there); `ask_b64=False`
+    never sends `response_format`, for servers that refuse it and always answer Base64 (Azure).
+    """
+    fields: list[tuple[str, str]] = [("model", model or job.upstream_model), ("prompt", job.prompt)]
     if job.n != 1:
         fields.append(("n", str(job.n)))
     fields.extend((name, _form_value(value)) for name, value in job.options.items())
-    if job.upstream_model in _RESPONSE_FORMAT_MODELS:
+    if ask_b64 and job.upstream_model in _RESPONSE_FORMAT_MODELS:
         fields.append(("response_format", "b64_json"))
     name = "image" if len(job.images) == 1 else "image[]"
     files = [FilePart(name, f"image_{i}.{image.info.format}", image) for i, image in enumerate(job.images)]
@@ -68,7 +75,11 @@ def parse_images_response(body: Mapping[str, Any], default_format: ImageFormat) 
 
 
 def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
-    """An OpenAI-style error answer as imagegate's error, by status code and structured fields."""
+    """An OpenAI-style error answer as imagegate's error, by status code and structured fields.
+
+    Also reads Azure's shapes: string codes ("DeploymentNotFound", "401", "429"), the `contentFilter` body,
+    `inner_error.code` ResponsibleAIPolicyViolation, and a daily-quota 429 (known by its Retry-After).
+    """
     try:
         error = orjson.loads(body).get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
@@ -81,10 +92,15 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
             "ResponsibleAIPolicyViolation":
         return ModerationBlocked("The request was rejected by the provider's safety system.")
     if status == 429:
+        wait = retry_after(headers)
         if code == "insufficient_quota":
             return UpstreamError(f"The provider '{provider}' has no quota left.", retryable=True)
+        if wait is not None and wait >= _QUOTA_WAIT_SECONDS:
+            return UpstreamError(f"The provider '{provider}' has used up its quota for now (it asks to wait "
+                                 f"{wait:.0f} s); this is not a momentary rate limit.", retryable=True,
+                                 retry_after=wait)
         return UpstreamRateLimited(f"The provider '{provider}' is rate limiting requests.", retryable=True,
-                                   retry_after=retry_after(headers))
+                                   retry_after=wait)
     if status in (400, 404, 422) and code not in ("invalid_api_key", "DeploymentNotFound", "404"):
         where = f" (parameter '{param}')" if param else ""
         return InvalidRequest(f"The provider rejected the request{where}: {code or 'invalid request'}.",

@@ -1,0 +1,337 @@
+"""Black Forest Labs FLUX (`type = "bfl"`): submit a task, poll its `polling_url`, download the sample.
+
+Every BFL endpoint is asynchronous. `submit` posts the job to `{base}/v1/{model}` and returns a `BflJob`
+(id, polling_url, cost) that the persisted task runner can keep across a restart; `poll` follows that
+job to its end and downloads the result at once (the signed `result.sample` URL lives ten minutes);
+`edit` is the two together, with `n` tasks submitted concurrently.
+
+Once a task is submitted it may be billed, so nothing after that point is resubmitted by this adapter or
+marked retryable — except the `Error` status, a failed generation that produced nothing. The polling
+URL is used exactly as given (it can name a regional cluster), never rebuilt from the id; `x-key` goes
+only to hosts of the provider's own site, never to the sample's delivery host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import orjson
+
+from imagegate.core.edits import EditJob, EditResult
+from imagegate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModerationBlocked,
+    TooManyImages,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from imagegate.core.media import ImageFormat, OutputImage, SourceImage
+from imagegate.core.validation import parse_size
+from imagegate.providers.http import UpstreamSession, retry_after, transport_error
+
+DEFAULT_BASE_URL = "https://api.bfl.ai"
+MICROS_PER_CREDIT = 10_000  # 1 credit = $0.01
+PENDING_STATUSES = frozenset({"Pending", "Reasoning", "Generating"})
+MODERATED_STATUSES = {"Request Moderated": "input", "Content Moderated": "output"}
+_MAX_POLL_FAILURES = 5  # consecutive transient failures while polling before giving up
+_INLINE_BYTES = 256 * 1024
+_MAX_DOWNLOAD = 64 * 1024 * 1024
+_FORMATS: dict[str, ImageFormat] = {"png": "png", "jpeg": "jpeg", "webp": "webp"}
+_PARAMS = {"prompt": "prompt", "seed": "seed", "aspect_ratio": "aspect_ratio", "output_format": "output_format",
+           "width": "size", "height": "size"}
+
+T = TypeVar("T")
+PollSchedule = Callable[[int], float]  # poll attempt (0, 1, …) → seconds to wait before the next poll
+
+
+def backoff(first: float = 0.5, cap: float = 5.0, factor: float = 1.5, jitter: float = 0.25,
+            rand: Callable[[], float] = random.random) -> PollSchedule:
+    """Exponential delays from `first` to `cap` seconds, each jittered by ±`jitter` and kept in bounds."""
+    def delay(attempt: int) -> float:
+        base = min(cap, first * factor ** min(attempt, 64))
+        return min(cap, max(first, base * (1 + jitter * (2 * rand() - 1))))
+    return delay
+
+
+@dataclass(frozen=True, slots=True)
+class BflJob:
+    """A submitted BFL task: enough to poll it again after a restart."""
+
+    id: str
+    polling_url: str
+    cost: float | None = None  # credits, when the submit answer reported them
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What a group of BFL endpoints takes: reference count, how size is given, the default output."""
+
+    max_images: int
+    sizing: Literal["aspect_ratio", "width_height"]
+    default_format: ImageFormat
+
+
+# Longest matching prefix of the upstream model id wins; unknown ids are treated as FLUX.2.
+FAMILIES: dict[str, Family] = {
+    "flux-kontext": Family(4, "aspect_ratio", "png"),
+    "flux-2-klein": Family(4, "width_height", "jpeg"),
+    "flux-2": Family(8, "width_height", "jpeg"),
+}
+
+
+def family(model: str) -> Family:
+    matches = [prefix for prefix in FAMILIES if model.startswith(prefix)]
+    return FAMILIES[max(matches, key=len)] if matches else FAMILIES["flux-2"]
+
+
+def _sniff(data: bytes) -> ImageFormat | None:
+    if data.startswith(b"\x89PNG"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+async def _b64(image: SourceImage) -> str:
+    def encode() -> str:
+        return base64.b64encode(image.read()).decode("ascii")
+    return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
+
+
+async def submit_body(job: EditJob, index: int = 0) -> dict[str, Any]:
+    """The JSON body for one BFL task; `index` > 0 shifts a given seed so n tasks give n images."""
+    fam = family(job.upstream_model)
+    if job.mask is not None:
+        raise InvalidRequest(f"'{job.model}' does not take a mask.", param="mask")
+    if len(job.images) > fam.max_images:
+        raise TooManyImages(f"'{job.model}' takes at most {fam.max_images} source images.", param="image")
+    body: dict[str, Any] = {"prompt": job.prompt}
+    for i, encoded in enumerate(await asyncio.gather(*map(_b64, job.images))):
+        body["input_image" if i == 0 else f"input_image_{i + 1}"] = encoded
+    options = job.options
+    if "seed" in options:
+        body["seed"] = (int(options["seed"]) + index) % 2**32
+    size = parse_size(str(options.get("size", "")))
+    if fam.sizing == "aspect_ratio":
+        if "aspect_ratio" in options:
+            body["aspect_ratio"] = options["aspect_ratio"]
+        elif size is not None:
+            gcd = math.gcd(*size)
+            body["aspect_ratio"] = f"{size[0] // gcd}:{size[1] // gcd}"
+    elif size is not None:
+        body["width"], body["height"] = size
+    if "output_format" in options:
+        body["output_format"] = options["output_format"]
+    return body
+
+
+def _credits(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
+    """A BFL error answer (FastAPI `{"detail": …}` or `{"error", "message"}`) as imagegate's error."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    detail = parsed.get("detail") if isinstance(parsed, dict) else None
+    if status == 422 and isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = detail[0].get("loc") or []
+        field = str(loc[-1]) if loc else ""
+        param = "image" if field.startswith("input_image") else _PARAMS.get(field)
+        return InvalidRequest(f"The provider rejected '{field}': {detail[0].get('msg', 'invalid value')}",
+                              param=param, code="upstream_invalid_request")
+    if status in (400, 422):
+        message = parsed.get("message") if isinstance(parsed, dict) else None
+        text = detail if isinstance(detail, str) else message
+        return InvalidRequest(f"The provider rejected the request: {str(text or 'invalid request')[:300]}",
+                              code="upstream_invalid_request")
+    if status == 402:
+        return UpstreamError(f"The provider '{provider}' has no credits left.", retryable=True)
+    if status == 429:
+        return UpstreamRateLimited(f"The provider '{provider}' is at its concurrency or rate limit.",
+                                   retryable=True, retry_after=retry_after(headers))
+    if status in (401, 403):
+        return UpstreamError(f"The provider '{provider}' refused the gateway's credentials.", retryable=True)
+    if status == 404:
+        return UpstreamError(f"The provider '{provider}' does not know this model endpoint.", retryable=True)
+    return UpstreamError(f"The provider '{provider}' failed (HTTP {status}).",
+                         retryable=status >= 500 or status in (408, 409))
+
+
+def _same_site(base: str, url: str) -> bool:
+    """Whether `url` belongs to the provider named by `base` (same host, or a sibling like api.us1.bfl.ai)."""
+    b, u = urlsplit(base), urlsplit(url)
+    if u.scheme not in ("https", b.scheme) or not u.hostname or not b.hostname:
+        return False
+    if u.hostname == b.hostname:
+        return True
+    try:
+        ip_address(b.hostname)
+        return False
+    except ValueError:
+        site = ".".join(b.hostname.split(".")[-2:])
+        return u.hostname.endswith("." + site)
+
+
+async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and wait for them to finish."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class BflProvider:
+    def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL, timeout: float = 600.0,
+                 poll_schedule: PollSchedule | None = None, poll_timeout: float | None = None) -> None:
+        self._name = name
+        self._base = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._headers = {"x-key": api_key}
+        self._schedule = poll_schedule or backoff()
+        self._poll_timeout = timeout if poll_timeout is None else poll_timeout
+        self._request_timeout = aiohttp.ClientTimeout(total=min(timeout, 60.0), sock_connect=10)
+        self._session = UpstreamSession(timeout=timeout)
+
+    async def edit(self, job: EditJob) -> EditResult:
+        jobs = await _all(self.submit(job, index=i) for i in range(job.n))
+        results = await _all(self.poll(j, job.options.get("output_format")) for j in jobs)
+        costs = [r.cost_micros for r in results]
+        return EditResult(images=[image for r in results for image in r.images], created=int(time.time()),
+                          echo=results[0].echo,
+                          cost_micros=None if None in costs else sum(c for c in costs if c is not None))
+
+    async def submit(self, job: EditJob, *, index: int = 0) -> BflJob:
+        """Start one task upstream. Failures here are safe to retry elsewhere: nothing was accepted."""
+        data = orjson.dumps(await submit_body(job, index))
+        url = f"{self._base}/v1/{quote(job.upstream_model, safe='')}"
+        headers = {**self._headers, "Content-Type": "application/json"}
+        try:
+            async with self._session.get().post(url, data=data, headers=headers) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise translate_error(response.status, body, response.headers, self._name)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, self._name) from exc
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        task_id = parsed.get("id") if isinstance(parsed, dict) else None
+        polling_url = parsed.get("polling_url") if isinstance(parsed, dict) else None
+        if not isinstance(task_id, str) or not isinstance(polling_url, str) or not polling_url:
+            raise UpstreamError(f"The provider '{self._name}' accepted the task but gave no polling URL.")
+        if not _same_site(self._base, polling_url):
+            raise UpstreamError(f"The provider '{self._name}' named a polling URL on a foreign host; the "
+                                "gateway will not send its key there.")
+        return BflJob(id=task_id, polling_url=polling_url, cost=_credits(parsed.get("cost")))
+
+    async def poll(self, bfl_job: BflJob, output_format: str | None = None) -> EditResult:
+        """Follow a submitted task to its end; download the result at once and return it.
+
+        The image's format is read from its bytes; `output_format` (what was asked for) is the fallback.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._poll_timeout
+        attempt = 0
+        while True:
+            state = await self._poll_once(bfl_job)
+            status = state.get("status")
+            if status == "Ready":
+                break
+            if status in MODERATED_STATUSES:
+                stage = MODERATED_STATUSES[status]
+                raise ModerationBlocked(f"The provider's moderation rejected the {stage}.", stage=stage)
+            if status == "Error":
+                raise UpstreamError(f"The provider '{self._name}' failed to generate the image.", retryable=True)
+            if status == "Task not found":
+                raise UpstreamError(f"The provider '{self._name}' lost task {bfl_job.id}; it may have been "
+                                    "billed, so it is not resubmitted.")
+            delay = self._schedule(attempt)  # Pending, Reasoning, Generating, or a status not known yet
+            attempt += 1
+            if loop.time() + delay > deadline:
+                raise UpstreamTimeout(f"The provider '{self._name}' did not finish task {bfl_job.id} in time.")
+            await asyncio.sleep(delay)
+        result = state.get("result")
+        sample = result.get("sample") if isinstance(result, dict) else None
+        if not isinstance(sample, str) or not sample:
+            raise UpstreamError(f"The provider '{self._name}' reported task {bfl_job.id} ready without a result.")
+        data = await self._download(sample)
+        fmt = _sniff(data) or _FORMATS.get(output_format or "")
+        if fmt is None:
+            raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.")
+        credits = _credits(state.get("cost"))
+        credits = bfl_job.cost if credits is None else credits
+        return EditResult(images=[OutputImage(data=data, format=fmt)], created=int(time.time()),
+                          echo={"output_format": fmt},
+                          cost_micros=None if credits is None else round(credits * MICROS_PER_CREDIT))
+
+    async def _poll_once(self, bfl_job: BflJob) -> dict[str, Any]:
+        """The task's state; transient failures (429, 5xx, network) are retried here, a few times."""
+        failures = 0
+        while True:
+            try:
+                async with self._session.get().get(bfl_job.polling_url, headers=self._headers,
+                                                   timeout=self._request_timeout) as response:
+                    body = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                status, body = 0, b""
+            if status == 200:
+                try:
+                    parsed = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    return parsed
+            elif status == 404:
+                return {"status": "Task not found"}
+            elif status not in (0, 408, 429) and status < 500:
+                raise UpstreamError(f"The provider '{self._name}' refused to report task {bfl_job.id} (HTTP "
+                                    f"{status}).")
+            failures += 1
+            if failures >= _MAX_POLL_FAILURES:
+                raise UpstreamError(f"The provider '{self._name}' stopped answering about task {bfl_job.id}; "
+                                    "it may still complete and be billed, so it is not resubmitted.")
+            await asyncio.sleep(self._schedule(failures))
+
+    async def _download(self, url: str) -> bytes:
+        """The signed sample, fetched without credentials; it expires, so this runs as soon as it is ready."""
+        for attempt in range(3):
+            try:
+                async with self._session.get().get(url, timeout=self._request_timeout) as response:
+                    if response.status == 200 and (response.content_length or 0) <= _MAX_DOWNLOAD:
+                        data = await response.content.read(_MAX_DOWNLOAD + 1)
+                        if len(data) <= _MAX_DOWNLOAD:
+                            return data
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = 0
+            if status not in (0, 408, 429) and status < 500:
+                break
+            await asyncio.sleep(self._schedule(attempt))
+        raise UpstreamError(f"The provider '{self._name}' result could not be downloaded (HTTP {status}); "
+                            "its signed URL may have expired.")
+
+    async def aclose(self) -> None:
+        await self._session.aclose()

@@ -1,0 +1,207 @@
+"""xAI Grok Imagine image edits (`type = "xai"`).
+
+xAI takes JSON only: sources go as base64 data URIs, `image` for one and `images` for two or three. The
+gateway always asks for `b64_json` so nothing ephemeral is left upstream; if the answer carries URLs
+anyway they are downloaded at once with the provider's session. `size` (and anything else the catalog
+does not list for the model) is never sent: xAI answers "Argument not supported: size".
+
+Errors come flat, `{"code": "<gRPC status text>", "error": "<message>"}`, or relayed OpenAI-style,
+`{"error": {"message": …}}`. xAI uses one status (400 "Client specified an invalid argument") for bad
+parameters, bad keys and moderation, and one (429 "Some resource has been exhausted") for both spent
+credit and momentary capacity; see `translate_error` for how they are told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+
+from imagegate.core.edits import EditJob, EditResult
+from imagegate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModerationBlocked,
+    TooManyImages,
+    UpstreamError,
+    UpstreamRateLimited,
+)
+from imagegate.core.media import ImageFormat, OutputImage, SourceImage
+from imagegate.providers.http import UpstreamSession, retry_after, transport_error
+
+DEFAULT_BASE_URL = "https://api.x.ai/v1"
+MAX_REFERENCES = 3
+TICKS_PER_MICRO_USD = 10_000  # 10,000,000,000 ticks = $1 = 1,000,000 micro-USD
+_FORWARDED = ("aspect_ratio", "resolution", "quality", "user")
+_INLINE_BYTES = 256 * 1024  # read (and encode) smaller sources on the event loop
+_MAX_DOWNLOAD = 64 * 1024 * 1024
+
+# xAI gives no structured field for these cases: a 400 or 429 with the same gRPC status text covers them
+# all, so the documented messages (providers.md §4.5) are the only signal there is.
+_BAD_KEY_TEXT = "incorrect api key"
+_MODERATION_TEXT = "rejected by content moderation"
+_BILLING_TEXTS = ("used all available credits", "spending limit")
+
+
+def _sniff(head: bytes) -> ImageFormat | None:
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+async def _data_uri(image: SourceImage) -> str:
+    def encode() -> str:
+        return f"data:{image.info.mime_type};base64,{base64.b64encode(image.read()).decode('ascii')}"
+
+    return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
+
+
+async def edit_body(job: EditJob) -> dict[str, Any]:
+    """The JSON body xAI's /images/edits expects for this job."""
+    if job.mask is not None:
+        raise InvalidRequest(f"'{job.model}' does not take a mask.", param="mask")
+    if len(job.images) > MAX_REFERENCES:
+        raise TooManyImages(f"'{job.model}' takes at most {MAX_REFERENCES} source images.", param="image")
+    refs = [{"url": uri, "type": "image_url"} for uri in await asyncio.gather(*map(_data_uri, job.images))]
+    body: dict[str, Any] = {"model": job.upstream_model, "prompt": job.prompt, "n": job.n,
+                            "response_format": "b64_json"}
+    if len(refs) == 1:
+        body["image"] = refs[0]
+    else:
+        body["images"] = refs
+    body.update((name, job.options[name]) for name in _FORWARDED if name in job.options)
+    return body
+
+
+def cost_micros(usage: Any) -> int | None:
+    """`usage.cost_in_usd_ticks` in micro-USD, rounded up; None when xAI did not report it."""
+    ticks = usage.get("cost_in_usd_ticks") if isinstance(usage, Mapping) else None
+    if isinstance(ticks, bool) or not isinstance(ticks, int | float) or ticks < 0:
+        return None
+    return -(-int(ticks) // TICKS_PER_MICRO_USD)
+
+
+def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
+    """An xAI error answer (flat or relayed shape) as imagegate's error."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    message, code = "", ""
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):  # relayed: {"error": {"message", "code"?, "type"?}}
+            message, code = str(error.get("message") or ""), str(error.get("code") or error.get("type") or "")
+        else:  # xAI's own: {"code": "<gRPC status>", "error": "<message>"}
+            message, code = str(error or ""), str(parsed.get("code") or "")
+    text = message.lower()
+    if status in (401, 403) or (status == 400 and _BAD_KEY_TEXT in text):
+        return UpstreamError(f"The provider '{provider}' refused the gateway's credentials.", retryable=True)
+    if status == 400 and _MODERATION_TEXT in text:
+        # xAI may bill a moderated request; the cost it reports rides along for the gateway's books.
+        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        return ModerationBlocked("The request was rejected by the provider's content moderation.",
+                                 upstream_cost_micros=cost_micros(usage))
+    if status == 429:
+        if any(phrase in text for phrase in _BILLING_TEXTS):
+            return UpstreamError(f"The provider '{provider}' has no credit left (billing limit reached).",
+                                 retryable=True)
+        return UpstreamRateLimited(f"The provider '{provider}' is at capacity or rate limiting requests.",
+                                   retryable=True, retry_after=retry_after(headers))
+    if status in (400, 422):
+        detail = message[:300] or code or "invalid request"
+        return InvalidRequest(f"The provider rejected the request: {detail}", code="upstream_invalid_request")
+    if status == 404:
+        return UpstreamError(f"The provider '{provider}' does not know this model or route.", retryable=True)
+    return UpstreamError(f"The provider '{provider}' failed (HTTP {status}).",
+                         retryable=status >= 500 or status in (408, 409))
+
+
+class XaiProvider:
+    def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL,
+                 timeout: float = 600.0) -> None:
+        self._name = name
+        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/images/edits"
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._session = UpstreamSession(timeout=timeout)
+
+    async def edit(self, job: EditJob) -> EditResult:
+        payload = await edit_body(job)
+        data = orjson.dumps(payload)
+        session = self._session.get()
+        try:
+            async with session.post(self._url, data=data, headers=self._headers) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise translate_error(response.status, body, response.headers, self._name)
+            parsed = orjson.loads(body)
+            if not isinstance(parsed, dict):
+                raise orjson.JSONDecodeError("not an object", "", 0)
+            images = await self._outputs(parsed.get("data"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, self._name) from exc
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"The provider '{self._name}' sent an unreadable answer.",
+                                retryable=True) from None
+        usage = parsed.get("usage")
+        return EditResult(images=images, usage=usage if isinstance(usage, Mapping) else None,
+                          created=parsed.get("created") or int(time.time()), cost_micros=cost_micros(usage))
+
+    async def _outputs(self, items: Any) -> list[OutputImage]:
+        """The answer's images as OutputImages; URLs (ephemeral on xAI's side) are downloaded now."""
+        if not isinstance(items, Sequence) or not items:
+            raise UpstreamError(f"The provider '{self._name}' returned no image.", retryable=True)
+        outputs: list[OutputImage | asyncio.Task[OutputImage]] = []
+        try:
+            for item in items:
+                b64 = item.get("b64_json") if isinstance(item, Mapping) else None
+                url = item.get("url") if isinstance(item, Mapping) else None
+                if isinstance(b64, str) and b64:
+                    outputs.append(OutputImage(b64_json=b64, format=_sniff(_b64_head(b64)) or "jpeg"))
+                elif isinstance(url, str) and url:
+                    outputs.append(asyncio.create_task(self._download(url)))
+                else:
+                    raise UpstreamError(f"The provider '{self._name}' returned an item without an image.",
+                                        retryable=True)
+            return [o if isinstance(o, OutputImage) else await o for o in outputs]
+        finally:
+            for o in outputs:  # after a failure: stop the other downloads, mark their errors as seen
+                if isinstance(o, asyncio.Task):
+                    if not o.done():
+                        o.cancel()
+                    elif not o.cancelled():
+                        o.exception()
+
+    async def _download(self, url: str) -> OutputImage:
+        async with self._session.get().get(url) as response:  # a signed URL: no credentials sent
+            if response.status != 200:
+                raise UpstreamError(f"The provider '{self._name}' result could not be downloaded (HTTP "
+                                    f"{response.status}).", retryable=True)
+            if (response.content_length or 0) > _MAX_DOWNLOAD:
+                raise UpstreamError(f"The provider '{self._name}' returned an oversized image.")
+            data = await response.content.read(_MAX_DOWNLOAD + 1)
+        fmt = _sniff(data[:12])
+        if fmt is None or len(data) > _MAX_DOWNLOAD:
+            raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.",
+                                retryable=True)
+        return OutputImage(data=data, format=fmt)
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+
+
+
+def _b64_head(b64: str) -> bytes:
+    try:
+        return base64.b64decode(b64[:16], validate=True)
+    except ValueError:
+        return b""

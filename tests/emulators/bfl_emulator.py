@@ -1,0 +1,440 @@
+"""Strict emulator of the Black Forest Labs API (wire rules: ``/work/shared/reference/providers.md`` §5).
+
+A real aiohttp server on a loopback port that plays three hosts at once, under different path prefixes:
+
+- the global API: ``POST /v1/{model}`` (``x-key``; JSON; Kontext or FLUX.2 fields checked like FastAPI,
+  unknown fields → 422 ``extra_forbidden``), and ``GET /v1/get_result?id=…``;
+- a regional cluster: ``GET /{region}/v1/get_result?id=…`` — the ``polling_url`` every submit returns;
+- a delivery host: ``GET /delivery/{name}?se=…&sig=…`` — signed samples that expire after ``sample_ttl``
+  seconds (then 403 ``AuthenticationFailed``; unknown names 404).
+
+Each task walks ``steps`` (default Pending → Generating), one per poll, then ends Ready (or the outcome
+injected for it). Tasks not yet finished count against a per-model concurrency cap (24, or 6 for
+``flux-kontext-max``); above it a submit gets 429.
+
+    async with BflEmulator(steps=("Pending",)) as emu:
+        provider = BflProvider(name="bfl", base_url=emu.base_url, api_key=emu.api_key, poll_schedule=...)
+        emu.inject("content_moderated")       # the next task ends Content Moderated
+        emu.inject("insufficient_credits")    # the next submit answers 402
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+from PIL import Image
+
+__all__ = ["INJECTABLE", "MODELS", "BflEmulator", "RecordedRequest", "Task"]
+
+
+@dataclass(frozen=True)
+class Model:
+    kind: str  # "kontext" | "flux2"
+    max_images: int
+    first: float  # credits for the first output megapixel (the flat price for Kontext)
+    per_mp: float = 0.0  # credits per further output MP and per input MP (FLUX.2)
+    extra: frozenset[str] = frozenset()
+
+
+MODELS = {
+    "flux-kontext-pro": Model("kontext", 4, 4),
+    "flux-kontext-max": Model("kontext", 4, 8),
+    "flux-2-pro": Model("flux2", 8, 3, 1.5),
+    "flux-2-max": Model("flux2", 8, 7, 3),
+    "flux-2-flex": Model("flux2", 8, 5, 5, frozenset({"prompt_upsampling", "steps", "guidance"})),
+    "flux-2-klein-4b": Model("flux2", 4, 1.4, 0.1),
+    "flux-2-klein-9b": Model("flux2", 4, 1.5, 0.2),
+}
+COMMON = frozenset({"prompt", "seed", "output_format", "safety_tolerance", "webhook_url", "webhook_secret"})
+KONTEXT = COMMON | {"aspect_ratio", "prompt_upsampling"}
+FLUX2 = COMMON | {"width", "height", "disable_pup"}
+OUTCOMES = {"error_status": "Error", "request_moderated": "Request Moderated",
+            "content_moderated": "Content Moderated", "task_not_found": "Task not found"}
+HTTP_FAILURES = ("not_authenticated", "forbidden", "validation", "insufficient_credits", "rate_limit",
+                 "server_error", "unavailable")
+INJECTABLE = (*HTTP_FAILURES, *OUTCOMES, "hang", "disconnect")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: CIMultiDict[str]
+    json: Any = None
+    status: int | None = None
+
+
+@dataclass
+class Task:
+    id: str
+    model: str
+    body: dict[str, Any]
+    size: tuple[int, int]
+    output_format: str
+    cost: float
+    outcome: str = "Ready"
+    polls: int = 0
+    status: str = "Pending"
+    sample: str | None = None
+
+
+@dataclass
+class _Failure:
+    on: str
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+    delay: float = 0.0
+    action: str = "respond"
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, detail: Any, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, {"detail": detail}, dict(headers or {})
+
+
+def _invalid(field_name: str, msg: str, kind: str = "value_error", value: Any = None) -> _Reject:
+    return _Reject(422, [{"type": kind, "loc": ["body", field_name], "msg": msg, "input": value}])
+
+
+class BflEmulator:
+    """BFL on 127.0.0.1: submit, regional polling, expiring delivery.
+
+    Arguments: ``api_key``; ``steps`` (non-terminal statuses a task shows, one per poll, before its
+    outcome); ``sample_ttl`` seconds a sample URL lives (default 600); ``concurrency`` per-model caps
+    (``default_concurrency`` for the rest); ``region`` path prefix of polling URLs; ``latency`` before
+    every submit and poll answer; ``hang`` never answers submits.
+    """
+
+    def __init__(self, api_key: str = "bfl-key", *, steps: Sequence[str] = ("Pending", "Generating"),
+                 sample_ttl: float = 600.0, concurrency: Mapping[str, int] | None = None,
+                 default_concurrency: int = 24, region: str = "us1", latency: float = 0.0, hang: bool = False,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api_key = api_key
+        self.steps = tuple(steps)
+        self.sample_ttl = sample_ttl
+        self.concurrency = {"flux-kontext-max": 6, **(concurrency or {})}
+        self.default_concurrency = default_concurrency
+        self.region, self.latency, self.hang = region, latency, hang
+        self.host, self.port = host, port
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, Task] = {}
+        self.samples: dict[str, tuple[bytes, float]] = {}  # name → (image, expiry)
+        self._urls: dict[str, bytes] = {}
+        self._outcomes: list[str] = []
+        self._failures: list[_Failure] = []
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle and helpers
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _requests(self, prefix: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.startswith(prefix)]
+
+    @property
+    def submits(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    @property
+    def polls(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/get_result")]
+
+    @property
+    def downloads(self) -> list[RecordedRequest]:
+        return self._requests("/delivery/")
+
+    async def start(self) -> BflEmulator:
+        self._closing = asyncio.Event()
+        app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024 * 1024)
+        app.router.add_post("/v1/{model}", self._submit)
+        app.router.add_get("/v1/get_result", self._poll)
+        app.router.add_get(f"/{self.region}/v1/get_result", self._poll)
+        app.router.add_get("/delivery/{name}", self._sample)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._closing.set()
+            await runner.cleanup()
+
+    async def __aenter__(self) -> BflEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def register_url(self, url: str, data: bytes) -> None:
+        """Make an http(s) ``input_image`` URL resolvable (the emulator never touches the network)."""
+        self._urls[url] = data
+
+    def expire_samples(self) -> None:
+        self.samples = {name: (data, 0.0) for name, (data, _) in self.samples.items()}
+
+    def forget(self, task_id: str) -> None:
+        """Drop a task: polls for it now answer ``Task not found``."""
+        self.tasks.pop(task_id, None)
+
+    def fail_next(self, status: int, body: Any, headers: Mapping[str, str] | None = None, times: int = 1, *,
+                  on: str = "submit", delay: float = 0.0) -> None:
+        """Answer the next ``times`` requests ``on`` "submit", "poll" or "sample" with this response."""
+        self._failures.append(_Failure(on, status, body, dict(headers or {}), times, delay))
+
+    def inject(self, kind: str, *, times: int = 1, on: str = "submit", retry_after: int = 1,
+               delay: float = 0.0) -> None:
+        """Queue one of :data:`INJECTABLE` (the BFL column of providers.md §7).
+
+        HTTP failures answer the next ``times`` requests ``on`` a route; the outcomes (``error_status``,
+        ``request_moderated``, ``content_moderated``, ``task_not_found``) end the next ``times`` tasks.
+        """
+        if kind in OUTCOMES:
+            self._outcomes.extend([OUTCOMES[kind]] * times)
+            return
+        if kind in ("hang", "disconnect"):
+            self._failures.append(_Failure(on, 0, None, {}, times, delay, kind))
+            return
+        table: dict[str, tuple[int, Any, dict[str, str]]] = {
+            "not_authenticated": (401, {"detail": "Not authenticated"}, {}),
+            "forbidden": (403, {"detail": "API key does not have permission for this endpoint"}, {}),
+            "validation": (422, _invalid("seed", "Input should be a valid integer").body, {}),
+            "insufficient_credits": (402, {"detail": "Insufficient credits. Please add credits to continue."},
+                                     {}),
+            "rate_limit": (429, {"detail": "You have exceeded the number of active tasks."},
+                           {"Retry-After": str(retry_after)}),
+            "server_error": (500, {"detail": "Internal Server Error"}, {}),
+            "unavailable": (503, {"detail": "Service temporarily unavailable for maintenance"}, {}),
+        }
+        if kind not in table:
+            raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
+        status, body, headers = table[kind]
+        self._failures.append(_Failure(on, status, body, headers, times, delay))
+
+    # ------------------------------------------------------------------ plumbing
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        rec = RecordedRequest(request.method, request.path, dict(request.query), CIMultiDict(request.headers))
+        self.requests.append(rec)
+        request["rec"] = rec
+        try:
+            response: web.StreamResponse = await handler(request)
+        except _Reject as exc:
+            response = web.json_response(exc.body, status=exc.status, headers=exc.headers)
+        rec.status = response.status
+        return response
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._closing.wait(), seconds)
+            except TimeoutError:
+                pass
+
+    def _check_key(self, request: web.Request) -> None:
+        key = request.headers.get("x-key")
+        if key is None:
+            raise _Reject(401, "Not authenticated")
+        if key != self.api_key:
+            raise _Reject(403, "Invalid API key")
+
+    async def _failure(self, request: web.Request, on: str) -> web.StreamResponse | None:
+        f = next((f for f in self._failures if f.on == on), None)
+        if f is None:
+            return None
+        f.times -= 1
+        if f.times <= 0:
+            self._failures.remove(f)
+        await self._sleep(f.delay)
+        if f.action == "hang":
+            await self._closing.wait()
+            raise _Reject(503, "Emulator shutting down.")
+        if f.action == "disconnect":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        if isinstance(f.body, dict | list):
+            return web.json_response(f.body, status=f.status, headers=f.headers)
+        return web.Response(status=f.status, text=str(f.body), headers=f.headers)
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        raise _Reject(404, "Not Found")
+
+    # ------------------------------------------------------------------ submit
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self._check_key(request)
+        model = MODELS.get(request.match_info["model"])
+        if model is None:
+            raise _Reject(404, "Not Found")
+        if (canned := await self._failure(request, "submit")) is not None:
+            return canned
+        if request.content_type != "application/json":
+            raise _invalid("body", "Input should be a valid dictionary", "model_attributes_type")
+        try:
+            body = request["rec"].json = json.loads(raw)
+        except ValueError:
+            raise _invalid("body", "JSON decode error", "json_invalid") from None
+        if not isinstance(body, dict):
+            raise _invalid("body", "Input should be a valid dictionary", "model_attributes_type")
+        name = request.match_info["model"]
+        size, fmt, in_mp = self._validate(model, body)
+        active = sum(1 for t in self.tasks.values() if t.model == name and t.status in ("Pending", *self.steps))
+        if active >= self.concurrency.get(name, self.default_concurrency):
+            raise _Reject(429, f"You have exceeded the number of active tasks ({active}) for {name}.",
+                          {"Retry-After": "1"})
+        if self.hang:
+            await self._closing.wait()
+            raise _Reject(503, "Emulator shutting down.")
+        await self._sleep(self.latency)
+        out_mp = size[0] * size[1] / 1_000_000
+        cost = model.first if model.kind == "kontext" else round(
+            model.first + max(0.0, out_mp - 1) * model.per_mp + in_mp * model.per_mp, 2)
+        task = Task(secrets.token_hex(16), name, body, size, fmt, cost,
+                    outcome=self._outcomes.pop(0) if self._outcomes else "Ready",
+                    status=self.steps[0] if self.steps else "Pending")
+        self.tasks[task.id] = task
+        return web.json_response({"id": task.id, "cost": cost, "input_mp": round(in_mp, 2),
+                                  "output_mp": round(out_mp, 2),
+                                  "polling_url": f"{self.base_url}/{self.region}/v1/get_result?id={task.id}"})
+
+    def _validate(self, model: Model, body: dict[str, Any]) -> tuple[tuple[int, int], str, float]:
+        image_fields = ["input_image", *(f"input_image_{i}" for i in range(2, model.max_images + 1))]
+        allowed = (KONTEXT if model.kind == "kontext" else FLUX2) | model.extra | set(image_fields)
+        for name in body:
+            if name not in allowed:
+                raise _invalid(name, "Extra inputs are not permitted", "extra_forbidden", body[name])
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            raise _invalid("prompt", "Field required", "missing")
+        dims = [self._image(name, body[name]) for name in image_fields if name in body]
+        if dims and "input_image" not in body:
+            raise _invalid("input_image", "input_image is required when further references are given")
+        if "seed" in body and (isinstance(body["seed"], bool) or not isinstance(body["seed"], int)):
+            raise _invalid("seed", "Input should be a valid integer", "int_type", body["seed"])
+        fmt = body.get("output_format", "png" if model.kind == "kontext" else "jpeg")
+        if fmt not in ("jpeg", "png", "webp"):
+            raise _invalid("output_format", "Input should be 'jpeg', 'png' or 'webp'", "enum", fmt)
+        tolerance = body.get("safety_tolerance", 2)
+        if not isinstance(tolerance, int) or not 0 <= tolerance <= (6 if model.kind == "kontext" else 5):
+            raise _invalid("safety_tolerance", "safety_tolerance is out of range", value=tolerance)
+        in_mp = sum(w * h for w, h in dims) / 1_000_000
+        base = dims[0] if dims else (1024, 1024)
+        if model.kind == "kontext":
+            ratio = body.get("aspect_ratio")
+            if ratio is None:
+                return base, fmt, in_mp
+            a, _, b = str(ratio).partition(":")
+            if not (a.isdigit() and b.isdigit() and int(b)) or not 9 / 21 <= int(a) / int(b) <= 21 / 9:
+                raise _invalid("aspect_ratio", "Aspect ratio must be between 21:9 and 9:21", value=ratio)
+            scale = (1024 * 1024 / (int(a) * int(b))) ** 0.5
+            return (round(int(a) * scale / 32) * 32, round(int(b) * scale / 32) * 32), fmt, in_mp
+        if ("width" in body) != ("height" in body):
+            raise _invalid("height" if "width" in body else "width", "width and height go together")
+        if "width" not in body:
+            return base, fmt, in_mp
+        w, h = body["width"], body["height"]
+        for name, value in (("width", w), ("height", h)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 64 or value % 16:
+                raise _invalid(name, "Input should be a multiple of 16 and at least 64", value=value)
+        if w * h > 4 * 1024 * 1024:
+            raise _invalid("width", "The output may be at most 4 megapixels", value=w)
+        return (w, h), fmt, in_mp
+
+    def _image(self, name: str, value: Any) -> tuple[int, int]:
+        if not isinstance(value, str):
+            raise _invalid(name, "Input should be a valid string", "string_type", None)
+        if value.startswith(("http://", "https://")):
+            if value not in self._urls:
+                raise _Reject(400, f"Failed to download {name} from the given URL")
+            data = self._urls[value]
+        else:
+            try:
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _invalid(name, "Input must be a base64-encoded image or a URL") from None
+        try:
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP")) as im:
+                im.load()
+                return im.size
+        except Exception:
+            raise _Reject(400, f"Could not decode {name} as an image") from None
+
+    # ------------------------------------------------------------------ poll and delivery
+    async def _poll(self, request: web.Request) -> web.StreamResponse:
+        self._check_key(request)
+        if (canned := await self._failure(request, "poll")) is not None:
+            return canned
+        task_id = request.query.get("id")
+        if not task_id:
+            raise _Reject(422, [{"type": "missing", "loc": ["query", "id"], "msg": "Field required"}])
+        await self._sleep(self.latency)
+        task = self.tasks.get(task_id)
+        if task is not None and task.outcome == "Task not found" and task.polls >= len(self.steps):
+            task.status, task = "Task not found", None  # the task vanished upstream
+        if task is None:
+            return web.json_response({"id": task_id, "status": "Task not found"})
+        task.polls += 1
+        answer: dict[str, Any] = {"id": task.id, "progress": None, "details": None, "preview": None,
+                                  "result": None}
+        if task.polls <= len(self.steps):
+            task.status = self.steps[task.polls - 1]
+            answer["progress"] = round(task.polls / (len(self.steps) + 1), 2)
+        else:
+            task.status = task.outcome
+            if task.outcome == "Ready":
+                if task.sample is None:
+                    task.sample = self._render(task)
+                answer["result"] = {"sample": task.sample, "seed": task.body.get("seed", 1234),
+                                    "prompt": task.body["prompt"], "start_time": 1.0, "end_time": 9.0,
+                                    "duration": 8.0}
+                answer["cost"] = task.cost
+            elif task.outcome.endswith("Moderated"):
+                answer["details"] = {"Moderation Reasons": ["Content Moderation"]}
+            elif task.outcome == "Error":
+                answer["details"] = {"error": "Generation failed."}
+        answer["status"] = task.status
+        return web.json_response(answer)
+
+    def _render(self, task: Task) -> str:
+        buf = io.BytesIO()
+        Image.new("RGB", task.size, (200, 100, 50)).save(buf, task.output_format.upper())
+        name = f"{task.id}.{task.output_format}"
+        expiry = time.time() + self.sample_ttl
+        self.samples[name] = (buf.getvalue(), expiry)
+        return f"{self.base_url}/delivery/{name}?se={int(expiry)}&sp=r&sig={secrets.token_hex(16)}"
+
+    async def _sample(self, request: web.Request) -> web.StreamResponse:
+        if (canned := await self._failure(request, "sample")) is not None:
+            return canned
+        entry = self.samples.get(request.match_info["name"])
+        if entry is None:
+            return web.Response(status=404, content_type="application/xml", text='<?xml version="1.0"?><Error>'
+                                "<Code>BlobNotFound</Code><Message>The specified blob does not exist.</Message>"
+                                "</Error>")
+        if time.time() >= entry[1]:
+            return web.Response(status=403, content_type="application/xml", text='<?xml version="1.0"?><Error>'
+                                "<Code>AuthenticationFailed</Code><AuthenticationErrorDetail>Signed expiry time "
+                                "has passed</AuthenticationErrorDetail></Error>")
+        ext = request.match_info["name"].rsplit(".", 1)[-1]
+        return web.Response(body=entry[0], content_type=f"image/{ext}")

@@ -1,0 +1,348 @@
+"""Strict emulator of xAI's image edit API (wire rules: ``/work/shared/reference/providers.md`` §4).
+
+A real aiohttp server on a loopback port: ``POST /v1/images/edits`` with a JSON body only (multipart is
+refused), ``Authorization: Bearer``, ``image`` XOR ``images`` (at most 3 references, data URIs or
+registered http URLs, decoded as real images), the documented enums, and "Argument not supported: size"
+for ``size``/``style``/``mask``/anything unknown. Errors use xAI's flat ``{"code", "error"}`` bodies; answers
+carry ``usage.cost_in_usd_ticks`` (10,000,000,000 ticks = $1) and JPEG images, as ``b64_json`` or as
+ephemeral URLs served by the emulator under ``/imgen/`` (``url_ttl`` seconds, then 404).
+
+    async with XaiEmulator() as emu:
+        provider = XaiProvider(name="xai", base_url=emu.base_url, api_key=emu.api_key)
+        emu.inject("credits_exhausted")       # any §4.5 / §7 row
+        assert emu.edit_requests[-1].json["model"] == "grok-imagine-image"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+from PIL import Image
+
+__all__ = ["DEFAULT_MODELS", "INJECTABLE", "RecordedRequest", "XaiEmulator"]
+
+#: model → (USD per output image, USD per input image)
+DEFAULT_MODELS = {"grok-imagine-image": (0.02, 0.002), "grok-imagine-image-quality": (0.07, 0.002)}
+TICKS_PER_USD = 10_000_000_000
+FIELDS = frozenset({"model", "prompt", "image", "images", "n", "response_format", "aspect_ratio", "resolution",
+                    "quality", "user"})
+ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "9:19.5", "19.5:9", "9:20", "20:9", "1:2",
+                 "2:1", "auto")
+ENUMS = {"response_format": ("url", "b64_json"), "aspect_ratio": ASPECT_RATIOS, "resolution": ("1k", "2k"),
+         "quality": ("low", "medium", "high")}
+MAX_REFERENCES = 3
+INVALID = "Client specified an invalid argument"
+EXHAUSTED = "Some resource has been exhausted"
+INJECTABLE = ("invalid_api_key", "invalid_argument", "moderation", "permission_denied", "model_not_found",
+              "credits_exhausted", "capacity", "relayed_moderation", "relayed_server_error", "server_error",
+              "service_unavailable", "hang", "disconnect")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    content_type: str
+    json: Any = None
+    status: int | None = None
+
+
+@dataclass
+class _Failure:
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+    delay: float = 0.0
+    action: str = "respond"  # respond | hang | disconnect
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, error: str, code: str = INVALID, **extra: Any) -> None:
+        super().__init__(error)
+        self.status, self.body = status, {"code": code, "error": error, **extra}
+
+
+def _unsupported(name: str) -> _Reject:
+    return _Reject(400, f"Argument not supported: {name}")
+
+
+class XaiEmulator:
+    """xAI's ``/v1/images/edits`` on 127.0.0.1.
+
+    Arguments: ``api_key``; ``models`` (id → (USD per output image, USD per input image));
+    ``latency`` before successful answers; ``hang`` never answers; ``answer_urls`` answers with URLs even
+    when ``b64_json`` was asked (as some deployments do); ``url_ttl`` seconds a served URL lives;
+    ``cost_ticks`` overrides the reported ``usage.cost_in_usd_ticks``.
+    """
+
+    def __init__(self, api_key: str = "xai-key", *, models: Mapping[str, tuple[float, float]] | None = None,
+                 latency: float = 0.0, hang: bool = False, answer_urls: bool = False, url_ttl: float = 300.0,
+                 cost_ticks: int | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api_key = api_key
+        self.models = dict(DEFAULT_MODELS if models is None else models)
+        self.latency, self.hang, self.answer_urls, self.url_ttl = latency, hang, answer_urls, url_ttl
+        self.cost_ticks = cost_ticks
+        self.host, self.port = host, port
+        self.requests: list[RecordedRequest] = []
+        self.served: dict[str, tuple[bytes, float]] = {}  # name → (jpeg, expiry)
+        self._urls: dict[str, bytes] = {}
+        self._failures: list[_Failure] = []
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle and helpers
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def edit_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/images/edits"]
+
+    @property
+    def downloads(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.startswith("/imgen/")]
+
+    async def start(self) -> XaiEmulator:
+        self._closing = asyncio.Event()
+        app = web.Application(middlewares=[self._middleware], client_max_size=512 * 1024 * 1024)
+        app.router.add_post("/v1/images/edits", self._edit)
+        app.router.add_get("/imgen/{name}", self._served)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._closing.set()
+            await runner.cleanup()
+
+    async def __aenter__(self) -> XaiEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def register_url(self, url: str, data: bytes) -> None:
+        """Make an http(s) image reference resolvable (the emulator never touches the network)."""
+        self._urls[url] = data
+
+    def expire_urls(self) -> None:
+        """Make every served image URL expire now."""
+        self.served = {name: (data, 0.0) for name, (data, _) in self.served.items()}
+
+    def fail_next(self, status: int, body: dict[str, Any] | str, headers: Mapping[str, str] | None = None,
+                  times: int = 1, *, delay: float = 0.0) -> None:
+        """Answer the next ``times`` edits (after the auth check) with this canned response."""
+        self._failures.append(_Failure(status, body, dict(headers or {}), times, delay))
+
+    def inject(self, kind: str, *, times: int = 1, retry_after: int = 1, delay: float = 0.0) -> None:
+        """Queue one of :data:`INJECTABLE` (providers.md §4.5 and the xAI column of §7)."""
+        if kind in ("hang", "disconnect"):
+            self._failures.append(_Failure(0, None, {}, times, delay, kind))
+            return
+        table: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {
+            "invalid_api_key": (400, {"code": INVALID, "error": "Incorrect API key provided: xa***sf. You can "
+                                      "obtain an API key from https://console.x.ai."}, {}),
+            "invalid_argument": (400, {"code": INVALID, "error": "Argument not supported: style"}, {}),
+            "moderation": (400, {"code": INVALID, "error": "Generated image rejected by content moderation.",
+                                 "usage": {"cost_in_usd_ticks": 500_000_000}}, {}),
+            "permission_denied": (403, {"code": "The caller does not have permission to execute the specified "
+                                        "operation", "error": "Your team is blocked."}, {}),
+            "model_not_found": (404, {"code": "Some requested entity was not found",
+                                      "error": "The model grok-x does not exist or your team does not have "
+                                      "access to it."}, {}),
+            "credits_exhausted": (429, {"code": EXHAUSTED, "error": "Your team 0f1e2d has either used all "
+                                        "available credits or reached its monthly spending limit. To continue "
+                                        "making API requests, please purchase more credits or raise your "
+                                        "spending limit."}, {}),
+            "capacity": (429, {"code": EXHAUSTED, "error": "The service is temporarily at capacity. Please retry "
+                               "your request shortly."}, {"retry-after": str(retry_after)}),
+            "relayed_moderation": (400, {"error": {"message": "Generated image rejected by content moderation.",
+                                                   "type": "invalid_request_error"}}, {}),
+            "relayed_server_error": (500, {"error": {"message": "upstream failed", "type": "server_error"}}, {}),
+            "server_error": (500, {"code": "Internal error", "error": "Internal server error."}, {}),
+            "service_unavailable": (503, {"code": "The service is currently unavailable",
+                                          "error": "Service temporarily unavailable."}, {}),
+        }
+        if kind not in table:
+            raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
+        status, body, headers = table[kind]
+        self._failures.append(_Failure(status, body, headers, times, delay))
+
+    # ------------------------------------------------------------------ plumbing
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        rec = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), request.content_type)
+        self.requests.append(rec)
+        request["rec"] = rec
+        try:
+            response: web.StreamResponse = await handler(request)
+        except _Reject as exc:
+            response = web.json_response(exc.body, status=exc.status)
+        response.headers["x-request-id"] = str(uuid.uuid4())
+        response.headers["x-metrics-e2e-ms"] = str(int((time.perf_counter() - started) * 1000))
+        rec.status = response.status
+        return response
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._closing.wait(), seconds)
+            except TimeoutError:
+                pass
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        raise _Reject(404, f"No handler found for {request.method} {request.path}",
+                      "Some requested entity was not found")
+
+    async def _served(self, request: web.Request) -> web.StreamResponse:
+        data, expiry = self.served.get(request.match_info["name"], (b"", 0.0))
+        if not data or time.time() >= expiry:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="image/jpeg")
+
+    # ------------------------------------------------------------------ the edit route
+    async def _edit(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        rec: RecordedRequest = request["rec"]
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] != self.api_key:
+            raise _Reject(400, "Incorrect API key provided: xa***ey. You can obtain an API key from "
+                          "https://console.x.ai.")
+        if self._failures:
+            return await self._failure(request)
+        if request.content_type != "application/json":  # the OpenAI SDK's multipart edit() is not supported
+            raise _Reject(415, "Expected request with `Content-Type: application/json`")
+        try:
+            body = rec.json = json.loads(raw)
+        except ValueError:
+            raise _Reject(400, "Failed to parse the request body as JSON.") from None
+        if not isinstance(body, dict):
+            raise _Reject(400, "The request body must be a JSON object.")
+        for name in body:
+            if name not in FIELDS:
+                raise _unsupported(name)
+        model = body.get("model")
+        if model not in self.models:
+            raise _Reject(404, f"The model {model} does not exist or your team does not have access to it.",
+                          "Some requested entity was not found")
+        if not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
+            raise _Reject(400, "prompt must be a non-empty string")
+        if ("image" in body) == ("images" in body):
+            raise _Reject(400, "Exactly one of `image` or `images` must be provided.")
+        refs = [body["image"]] if "image" in body else body["images"]
+        if not isinstance(refs, list) or not 1 <= len(refs) <= MAX_REFERENCES:
+            raise _Reject(400, f"`images` must hold between 1 and {MAX_REFERENCES} references.")
+        dims = [self._reference(ref) for ref in refs]
+        n = body.get("n", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10:
+            raise _Reject(400, "n must be an integer between 1 and 10")
+        for name, allowed in ENUMS.items():
+            if name in body and body[name] not in allowed:
+                raise _Reject(400, f"Invalid {name}: {body[name]!r}; expected one of {', '.join(allowed)}")
+        if "user" in body and not isinstance(body["user"], str):
+            raise _Reject(400, "user must be a string")
+        if self.hang:
+            await self._closing.wait()
+            raise _Reject(503, "Emulator shutting down.", "The service is currently unavailable")
+        await self._sleep(self.latency)
+        return web.json_response(self._result(body, model, n, dims))
+
+    def _reference(self, ref: Any) -> tuple[int, int]:
+        if not isinstance(ref, dict) or set(ref) - {"url", "type", "file_id"} or ref.get("type", "image_url") \
+                != "image_url" or ("url" in ref) == ("file_id" in ref):
+            raise _Reject(400, 'An image reference is {"url": ..., "type": "image_url"} or {"file_id": ...}.')
+        if "file_id" in ref:
+            raise _Reject(404, f"File {ref['file_id']} not found.", "Some requested entity was not found")
+        url = ref["url"]
+        if not isinstance(url, str):
+            raise _Reject(400, "image url must be a string")
+        if url.startswith("data:"):
+            head, _, payload = url.partition(",")
+            if not head.endswith(";base64") or head[5:-7] not in ("image/png", "image/jpeg", "image/webp"):
+                raise _Reject(400, "Unsupported image data URI; expected base64 image/png, image/jpeg or image/webp.")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise _Reject(400, "Invalid base64 in image data URI.") from None
+        elif url.startswith(("http://", "https://")) and url in self._urls:
+            data = self._urls[url]
+        else:
+            raise _Reject(400, f"Unable to fetch image from {url[:64]}")
+        try:
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP")) as im:
+                im.load()
+                return im.size
+        except Exception:
+            raise _Reject(400, "Unable to decode the input image.") from None
+
+    def _result(self, body: Mapping[str, Any], model: str, n: int, dims: list[tuple[int, int]]) -> dict[str, Any]:
+        long_side = 2048 if body.get("resolution") == "2k" else 1024
+        ratio = body.get("aspect_ratio", "auto")
+        if ratio == "auto":
+            rw, rh = float(dims[0][0]), float(dims[0][1])
+        else:
+            a, _, b = ratio.partition(":")
+            rw, rh = float(a), float(b)
+        scale = long_side / max(rw, rh)
+        w, h = max(16, round(rw * scale)), max(16, round(rh * scale))
+        as_url = self.answer_urls or body.get("response_format", "url") == "url"
+        data = []
+        for i in range(n):
+            buf = io.BytesIO()
+            Image.new("RGB", (w, h), (40 + 30 * i, 120, 200)).save(buf, "JPEG", quality=80)
+            jpeg = buf.getvalue()
+            if as_url:
+                name = f"xai-imgen-{secrets.token_hex(8)}.jpeg"
+                self.served[name] = (jpeg, time.time() + self.url_ttl)
+                data.append({"url": f"{self.url}/imgen/{name}", "mime_type": "image/jpeg",
+                             "revised_prompt": ""})
+            else:
+                data.append({"b64_json": base64.b64encode(jpeg).decode(), "mime_type": "image/jpeg",
+                             "revised_prompt": ""})
+        per_image, per_input = self.models[model]
+        ticks = round((per_image * n + per_input * len(dims)) * TICKS_PER_USD)
+        ticks = ticks if self.cost_ticks is None else self.cost_ticks
+        return {"data": data, "usage": {"cost_in_usd_ticks": ticks}}
+
+    async def _failure(self, request: web.Request) -> web.StreamResponse:
+        f = self._failures[0]
+        f.times -= 1
+        if f.times <= 0:
+            self._failures.pop(0)
+        await self._sleep(f.delay)
+        if f.action == "hang":
+            await self._closing.wait()
+            raise _Reject(503, "Emulator shutting down.", "The service is currently unavailable")
+        if f.action == "disconnect":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        if isinstance(f.body, dict):
+            return web.json_response(f.body, status=f.status, headers=f.headers)
+        return web.Response(status=f.status, text=f.body, headers=f.headers, content_type="text/html")
