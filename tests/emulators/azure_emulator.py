@@ -79,6 +79,11 @@ class _Reject(Exception):
         self.status, self.body, self.headers = status, body, dict(headers or {})
 
 
+_REC: web.RequestKey[RecordedRequest] = web.RequestKey("azure_emulator_record", RecordedRequest)
+_RID: web.RequestKey[str] = web.RequestKey("azure_emulator_request_id", str)
+_PARSE_ERROR: web.RequestKey[_Reject] = web.RequestKey("azure_emulator_parse_error", _Reject)
+
+
 def _azure(status: int, code: str, message: str) -> _Reject:
     return _Reject(status, {"error": {"code": code, "message": message}})
 
@@ -222,9 +227,9 @@ class AzureEmulator:
         rec = RecordedRequest(request.method, request.path, dict(request.query), CIMultiDict(request.headers),
                               request.content_type)
         self.requests.append(rec)
-        request["rec"] = rec
+        request[_REC] = rec
         rid = str(uuid.uuid4())
-        request["rid"] = rid
+        request[_RID] = rid
         try:
             response: web.StreamResponse = await handler(request)
         except _Reject as exc:
@@ -305,7 +310,7 @@ class AzureEmulator:
         return await self._edit(request, family, parts)
 
     async def _read(self, request: web.Request) -> list[tuple[str, str | None, str | None, bytes | str]]:
-        rec: RecordedRequest = request["rec"]
+        rec: RecordedRequest = request[_REC]
         if request.content_type != "multipart/form-data":
             await request.read()
             return []
@@ -327,7 +332,7 @@ class AzureEmulator:
                 rec.fields[name] = value if prev is None else [*(prev if isinstance(prev, list) else [prev]), value]
         except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:
             # answered after the auth and routing checks, as Azure's gateway does
-            request["parse_error"] = _param(f"Could not parse multipart form: {exc}", None, "invalid_value")
+            request[_PARSE_ERROR] = _param(f"Could not parse multipart form: {exc}", None, "invalid_value")
         return parts
 
     async def _edit(self, request: web.Request, family: str,
@@ -336,8 +341,8 @@ class AzureEmulator:
             return canned
         if request.content_type != "multipart/form-data":
             raise _param("Invalid Content-Type header, expected multipart/form-data.", None, "invalid_value")
-        if "parse_error" in request:
-            raise request["parse_error"]
+        if _PARSE_ERROR in request:
+            raise request[_PARSE_ERROR]
         raw, images, mask = self._fields(parts)
         prompt = raw.get("prompt")
         if not prompt:

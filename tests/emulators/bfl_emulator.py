@@ -107,6 +107,9 @@ class _Reject(Exception):
         self.status, self.body, self.headers = status, {"detail": detail}, dict(headers or {})
 
 
+_REC: web.RequestKey[RecordedRequest] = web.RequestKey("bfl_emulator_record", RecordedRequest)
+
+
 def _invalid(field_name: str, msg: str, kind: str = "value_error", value: Any = None) -> _Reject:
     return _Reject(422, [{"type": kind, "loc": ["body", field_name], "msg": msg, "input": value}])
 
@@ -236,7 +239,7 @@ class BflEmulator:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         rec = RecordedRequest(request.method, request.path, dict(request.query), CIMultiDict(request.headers))
         self.requests.append(rec)
-        request["rec"] = rec
+        request[_REC] = rec
         try:
             response: web.StreamResponse = await handler(request)
         except _Reject as exc:
@@ -293,7 +296,7 @@ class BflEmulator:
         if request.content_type != "application/json":
             raise _invalid("body", "Input should be a valid dictionary", "model_attributes_type")
         try:
-            body = request["rec"].json = json.loads(raw)
+            body = request[_REC].json = json.loads(raw)
         except ValueError:
             raise _invalid("body", "JSON decode error", "json_invalid") from None
         if not isinstance(body, dict):

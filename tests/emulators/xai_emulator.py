@@ -76,6 +76,9 @@ class _Reject(Exception):
         self.status, self.body = status, {"code": code, "error": error, **extra}
 
 
+_REC: web.RequestKey[RecordedRequest] = web.RequestKey("xai_emulator_record", RecordedRequest)
+
+
 def _unsupported(name: str) -> _Reject:
     return _Reject(400, f"Argument not supported: {name}")
 
@@ -198,7 +201,7 @@ class XaiEmulator:
         started = time.perf_counter()
         rec = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), request.content_type)
         self.requests.append(rec)
-        request["rec"] = rec
+        request[_REC] = rec
         try:
             response: web.StreamResponse = await handler(request)
         except _Reject as exc:
@@ -229,7 +232,7 @@ class XaiEmulator:
     # ------------------------------------------------------------------ the edit route
     async def _edit(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        rec: RecordedRequest = request["rec"]
+        rec: RecordedRequest = request[_REC]
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] != self.api_key:
             raise _Reject(400, "Incorrect API key provided: xa***ey. You can obtain an API key from "

@@ -320,11 +320,12 @@ class BflProvider:
         for attempt in range(3):
             try:
                 async with self._session.get().get(url, timeout=self._request_timeout) as response:
-                    if response.status == 200 and (response.content_length or 0) <= _MAX_DOWNLOAD:
-                        data = await response.content.read(_MAX_DOWNLOAD + 1)
-                        if len(data) <= _MAX_DOWNLOAD:
-                            return data
                     status = response.status
+                    if status == 200:
+                        data = await response.content.read(_MAX_DOWNLOAD + 1)
+                        if len(data) > _MAX_DOWNLOAD:
+                            raise UpstreamError(f"The provider '{self._name}' returned an oversized image.")
+                        return data
             except (aiohttp.ClientError, TimeoutError):
                 status = 0
             if status not in (0, 408, 429) and status < 500:
