@@ -42,7 +42,7 @@ NAMES: dict[str, list[str]] = {
 def settings_for(port: int, **overrides: Any) -> FetchSettings:
     """Small limits and short deadlines, so that the hostile cases run fast."""
     values: dict[str, Any] = {
-        "allowed_ports": (port,), "timeout": 2.0, "max_image_bytes": 256 * 1024,
+        "allowed_ports": (port,), "timeout": 5.0, "max_image_bytes": 256 * 1024,
         "max_total_bytes": 600 * 1024, "spool_memory_bytes": 32 * 1024,
     }
     values.update(overrides)
