@@ -39,6 +39,7 @@ from imagegate.core.errors import (
 )
 from imagegate.core.media import ImageFormat, OutputImage, SourceImage
 from imagegate.core.validation import parse_size
+from imagegate.imaging import sniff_format
 from imagegate.providers.http import UpstreamSession, retry_after, transport_error
 
 DEFAULT_BASE_URL = "https://api.bfl.ai"
@@ -95,15 +96,6 @@ def family(model: str) -> Family:
     matches = [prefix for prefix in FAMILIES if model.startswith(prefix)]
     return FAMILIES[max(matches, key=len)] if matches else FAMILIES["flux-2"]
 
-
-def _sniff(data: bytes) -> ImageFormat | None:
-    if data.startswith(b"\x89PNG"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 async def _b64(image: SourceImage) -> str:
@@ -277,7 +269,7 @@ class BflProvider:
         if not isinstance(sample, str) or not sample:
             raise UpstreamError(f"The provider '{self._name}' reported task {bfl_job.id} ready without a result.")
         data = await self._download(sample)
-        fmt = _sniff(data) or _FORMATS.get(output_format or "")
+        fmt = sniff_format(data) or _FORMATS.get(output_format or "")
         if fmt is None:
             raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.")
         credits = _credits(state.get("cost"))

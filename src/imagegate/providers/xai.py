@@ -31,7 +31,8 @@ from imagegate.core.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from imagegate.core.media import ImageFormat, OutputImage, SourceImage
+from imagegate.core.media import OutputImage, SourceImage
+from imagegate.imaging import sniff_format
 from imagegate.providers.http import UpstreamSession, retry_after, transport_error
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
@@ -47,15 +48,6 @@ _BAD_KEY_TEXT = "incorrect api key"
 _MODERATION_TEXT = "rejected by content moderation"
 _BILLING_TEXTS = ("used all available credits", "spending limit")
 
-
-def _sniff(head: bytes) -> ImageFormat | None:
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 async def _data_uri(image: SourceImage) -> str:
@@ -166,7 +158,7 @@ class XaiProvider:
                 b64 = item.get("b64_json") if isinstance(item, Mapping) else None
                 url = item.get("url") if isinstance(item, Mapping) else None
                 if isinstance(b64, str) and b64:
-                    outputs.append(OutputImage(b64_json=b64, format=_sniff(_b64_head(b64)) or "jpeg"))
+                    outputs.append(OutputImage(b64_json=b64, format=sniff_format(_b64_head(b64)) or "jpeg"))
                 elif isinstance(url, str) and url:
                     outputs.append(asyncio.create_task(self._download(url)))
                 else:
@@ -189,7 +181,7 @@ class XaiProvider:
             if (response.content_length or 0) > _MAX_DOWNLOAD:
                 raise UpstreamError(f"The provider '{self._name}' returned an oversized image.")
             data = await response.content.read(_MAX_DOWNLOAD + 1)
-        fmt = _sniff(data[:12])
+        fmt = sniff_format(data[:12])
         if fmt is None or len(data) > _MAX_DOWNLOAD:
             raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.",
                                 retryable=True)
