@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,11 +30,13 @@ from imagegate.core.service import EditService
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 from imagegate.db.files import FileRepository
+from imagegate.db.tasks import SqlTaskStore
 from imagegate.db.transactions import Transactions
 from imagegate.fetch import SafeFetcher
 from imagegate.inputs import InputResolver
 from imagegate.providers.registry import build_provider
 from imagegate.storage.local import LocalBlobStore
+from imagegate.tasks.runner import TaskRunner
 
 log = logging.getLogger("imagegate")
 
@@ -52,8 +56,11 @@ class Gateway:
     fetcher: Fetcher
     providers: dict[str, Provider]
     transactions: Transactions
+    tasks: SqlTaskStore
+    runner: TaskRunner
 
     async def aclose(self) -> None:
+        await self.runner.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         await self.fetcher.aclose()
@@ -86,12 +93,17 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     files = FileRepository(sessions)
     blobs = LocalBlobStore(settings.storage.path, settings.storage.public_base_url)
     transactions = Transactions(settings.database.url, engine)
-    ledger = SqlLedger(transactions)
+    ledger = SqlLedger(transactions, hold_ttl=timedelta(seconds=settings.billing.hold_ttl))
     fetcher = fetcher or SafeFetcher(settings.fetch)
-    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs)
+    tasks = SqlTaskStore(transactions)
+    new_tasks = asyncio.Event()
+    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks,
+                        request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
+                        task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
+    runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks)
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
                    ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
-                   transactions=transactions)
+                   transactions=transactions, tasks=tasks, runner=runner)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -113,6 +125,8 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: A
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = gateway or await build_gateway(settings, **build)
         app.state.gateway = gw
+        if gateway is None:
+            gw.runner.start()
         try:
             yield
         finally:

@@ -44,6 +44,23 @@ class LimitSettings:
     max_form_fields: int = 64
     max_field_bytes: int = 64 * 1024
     spool_memory_bytes: int = 1024 * 1024
+    request_timeout: float = 600.0  # seconds a synchronous edit may take, upstream included
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    hold_ttl: float = 1800.0  # seconds after which a synchronous request's hold is released by the sweeper
+    sweep_interval: float = 30.0  # seconds between sweeps for stale holds, overdue and expired tasks
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSettings:
+    workers: int = 4  # async tasks run at once by each gateway process
+    lease: float = 30.0  # seconds a claimed task stays with its worker without a heartbeat
+    poll_interval: float = 1.0  # seconds an idle worker waits before looking for work again
+    deadline: float = 900.0  # seconds from creation after which a task fails with `timeout`
+    retention: float = 86400.0  # seconds a task and its output images stay available
+    max_attempts: int = 3  # claims of one task (worker crashes included) before it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     providers: tuple[ProviderSettings, ...] = (
         ProviderSettings(name="local", type="local", models=("local-edit",)),
     )
@@ -116,6 +135,8 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         "storage": _section(StorageSettings, raw.get("storage"), "storage"),
         "fetch": _section(FetchSettings, raw.get("fetch"), "fetch"),
         "limits": _section(LimitSettings, raw.get("limits"), "limits"),
+        "billing": _section(BillingSettings, raw.get("billing"), "billing"),
+        "tasks": _section(TaskSettings, raw.get("tasks"), "tasks"),
         "prices": dict(raw.get("prices", {})),
         "log_level": str(raw.get("log_level", "info")),
     }
@@ -126,6 +147,13 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         if len(set(names)) != len(names):
             raise ConfigError("[[providers]]: names must be unique")
         kwargs["providers"] = providers
+    if kwargs["billing"].hold_ttl <= kwargs["limits"].request_timeout:
+        raise ConfigError("[billing] hold_ttl must be longer than [limits] request_timeout, or holds of "
+                          "requests still running would be released")
+    if kwargs["tasks"].workers < 0 or kwargs["tasks"].lease <= 0 or kwargs["tasks"].max_attempts < 1:
+        raise ConfigError("[tasks]: workers must be >= 0, lease > 0 and max_attempts >= 1")
+    if kwargs["tasks"].retention <= kwargs["tasks"].deadline:
+        raise ConfigError("[tasks]: retention must be longer than deadline")
     if kwargs["storage"].backend != "local":
         raise ConfigError(f"[storage] backend {kwargs['storage'].backend!r} is not supported; use 'local'")
     return Settings(**kwargs)

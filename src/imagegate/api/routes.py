@@ -17,6 +17,7 @@ from imagegate.api.errors import json_response
 from imagegate.api.parsing import read_edit, read_form, upload_ref
 from imagegate.core.errors import InvalidRequest, ModelNotFound, NotFound
 from imagegate.core.media import MIME_TYPES
+from imagegate.core.tasks import TaskView
 from imagegate.db.files import new_file_id
 from imagegate.imaging import check_image
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 FILE_PURPOSES = ("user_data", "vision")
 FILE_TTL = timedelta(days=30)
+PUBLIC_BLOBS = "outputs/"
 
 
 def _gateway(request: Request) -> Gateway:
@@ -44,7 +46,19 @@ async def create_edit(request: Request) -> Response:
         result = await gw.edits.edit(caller, edit)
     finally:
         await request.close()
+    if isinstance(result, TaskView):
+        return json_response(result.body())
     return json_response(result.body(), headers={"X-Billing-Transaction-ID": result.billing_transaction_id})
+
+
+async def get_task(request: Request) -> Response:
+    gw = _gateway(request)
+    caller = await authenticate(request, gw.accounts)
+    task = await gw.tasks.get(request.path_params["task_id"], caller.account_id)
+    if task is None:  # unknown, expired and someone else's look the same: no existence oracle
+        raise NotFound("Task not found or no longer available.", param="task_id", code="async_task_not_found")
+    headers = {"X-Billing-Transaction-ID": task.billing_transaction_id} if task.billing_transaction_id else None
+    return json_response(task.body(), headers=headers)
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -143,6 +157,8 @@ async def get_model(request: Request) -> Response:
 async def get_blob(request: Request) -> Response:
     gw = _gateway(request)
     key = request.path_params["key"]
+    if not key.startswith(PUBLIC_BLOBS):  # uploaded files and task inputs are served only to their owner
+        raise NotFound("No such object.")
     file = await gw.blobs.open(key)
     data = await asyncio.to_thread(file.read)
     file.close()
@@ -154,6 +170,9 @@ async def get_blob(request: Request) -> Response:
 ROUTES = [
     Route("/healthz", health, methods=["GET"]),
     Route("/v1/images/edits", create_edit, methods=["POST"]),
+    Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
+    Route("/v1/images/generations/{task_id}", get_task, methods=["GET"]),
+    Route("/v1/images/{task_id}", get_task, methods=["GET"]),
     Route("/v1/files", create_file, methods=["POST"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),

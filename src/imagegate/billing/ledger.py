@@ -34,9 +34,10 @@ class SqlLedger:
         self._tx = transactions
         self._hold_ttl = hold_ttl
 
-    async def hold(self, caller: Caller, amount: int, *, model: str) -> str:
+    async def hold(self, caller: Caller, amount: int, *, model: str, ttl: float | None = None) -> str:
         hold_id = new_transaction_id()
         now = utcnow()
+        expires_at = now + (self._hold_ttl if ttl is None else timedelta(seconds=ttl))
 
         def work(conn: Connection) -> None:
             c = _keys.c
@@ -59,7 +60,7 @@ class SqlLedger:
                     estimated_cost_usd=micros_to_usd(amount), balance_usd=micros_to_usd(balance))
             conn.execute(insert(_holds).values(id=hold_id, account_id=caller.account_id, key_id=caller.key_id,
                                                model=model, amount_micros=amount, status="held", created_at=now,
-                                               expires_at=now + self._hold_ttl))
+                                               expires_at=expires_at))
             conn.execute(insert(_entries).values(account_id=caller.account_id, transaction_id=hold_id,
                                                  kind="hold", amount_micros=amount, hold_id=hold_id, memo=model,
                                                  created_at=now))
@@ -68,7 +69,7 @@ class SqlLedger:
         return hold_id
 
     async def settle(self, hold_id: str, amount: int) -> str:
-        await self._tx.run(lambda conn: _close(conn, hold_id, charge=amount, settle=True))
+        await self._tx.run(lambda conn: close_hold(conn, hold_id, charge=amount, settle=True))
         return hold_id
 
     async def release(self, hold_id: str) -> None:
@@ -87,10 +88,14 @@ class SqlLedger:
         return released
 
     async def release_one(self, hold_id: str, *, memo: str | None = None) -> int:
-        return await self._tx.run(lambda conn: _close(conn, hold_id, charge=0, settle=False, memo=memo))
+        return await self._tx.run(lambda conn: close_hold(conn, hold_id, charge=0, settle=False, memo=memo))
 
 
-def _close(conn: Connection, hold_id: str, *, charge: int, settle: bool, memo: str | None = None) -> int:
+def close_hold(conn: Connection, hold_id: str, *, charge: int, settle: bool, memo: str | None = None) -> int:
+    """Settle (charge `charge`, release the rest) or release a hold inside the caller's transaction.
+
+    Returns 1 if this call closed the hold, 0 if it was already closed: a hold ends exactly once.
+    """
     h = _holds.c
     hold = conn.execute(select(h.account_id, h.key_id, h.model, h.amount_micros)
                         .where(h.id == hold_id, h.status == "held")).one_or_none()

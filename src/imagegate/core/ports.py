@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import BinaryIO, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from imagegate.core.accounts import Caller
 from imagegate.core.edits import EditJob, EditResult, ImageRef, UrlRef
 from imagegate.core.media import SourceImage
+from imagegate.core.tasks import ClaimedTask, TaskInput, TaskView, UpstreamJob
 
 
 class Provider(Protocol):
@@ -16,6 +17,19 @@ class Provider(Protocol):
     async def edit(self, job: EditJob) -> EditResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ResumableProvider(Protocol):
+    """A provider whose upstream runs jobs of its own (submit, then poll).
+
+    `start` submits and returns the job's state as plain JSON data once the upstream has accepted it;
+    `resume` follows that state to the result, in this process or another one after a restart.
+    """
+
+    async def start(self, job: EditJob) -> Mapping[str, Any]: ...
+
+    async def resume(self, state: Mapping[str, Any], job: EditJob) -> EditResult: ...
 
 
 class Fetcher(Protocol):
@@ -47,8 +61,11 @@ class BlobStore(Protocol):
 class Ledger(Protocol):
     """Two-phase money movement: hold an estimate, then settle the actual cost or release it."""
 
-    async def hold(self, caller: Caller, amount: int, *, model: str) -> str:
-        """Reserve `amount` micro-dollars; returns the hold id. Raises InsufficientBalance/QuotaExceeded."""
+    async def hold(self, caller: Caller, amount: int, *, model: str, ttl: float | None = None) -> str:
+        """Reserve `amount` micro-dollars; returns the hold id. Raises InsufficientBalance/QuotaExceeded.
+
+        A hold still open `ttl` seconds later (its request died with its process) is released by the sweeper.
+        """
         ...
 
     async def settle(self, hold_id: str, amount: int) -> str:
@@ -62,3 +79,31 @@ class ImageResolver(Protocol):
     """Turns image references (uploads, file ids, URLs) into checked SourceImages, in order."""
 
     async def resolve(self, refs: Sequence[ImageRef], caller: Caller) -> list[SourceImage]: ...
+
+
+class TaskStore(Protocol):
+    """Persisted async tasks. Every change made under a lease names its owner and is refused without it."""
+
+    async def create(self, task_id: str, caller: Caller, task: TaskInput, *, hold_id: str, deadline: float,
+                     retention: float) -> TaskView: ...
+
+    async def get(self, task_id: str, account_id: int) -> TaskView | None:
+        """The task if it exists, belongs to the account and has not expired."""
+        ...
+
+    async def claim(self, owner: str, lease: float) -> ClaimedTask | None:
+        """Take the oldest runnable task (pending, or whose worker's lease ran out) for `lease` seconds."""
+        ...
+
+    async def heartbeat(self, task_id: str, owner: str, lease: float) -> bool: ...
+
+    async def save_upstream(self, task_id: str, owner: str, upstream: UpstreamJob) -> bool: ...
+
+    async def complete(self, task_id: str, owner: str, *, data: list[dict[str, str]],
+                       usage: Mapping[str, Any] | None, output_keys: list[str], cost: int) -> bool:
+        """Mark the task completed and settle its hold for `cost`, in one transaction."""
+        ...
+
+    async def fail(self, task_id: str, owner: str | None, *, code: str, message: str) -> bool:
+        """Mark the task failed and release its hold, in one transaction. `owner=None`: whoever holds it."""
+        ...

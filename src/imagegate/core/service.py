@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from imagegate.core.accounts import Caller
+from imagegate.core.capabilities import ModelSpec
 from imagegate.core.catalog import Catalog, Route
 from imagegate.core.edits import EditJob, EditRequest, EditResult
-from imagegate.core.errors import AllChannelsFailed, UpstreamError
+from imagegate.core.errors import AllChannelsFailed, UpstreamError, UpstreamTimeout
 from imagegate.core.media import MIME_TYPES, OutputImage, SourceImage
-from imagegate.core.ports import BlobStore, ImageResolver, Ledger
+from imagegate.core.ports import BlobStore, ImageResolver, Ledger, ResumableProvider, TaskStore
 from imagegate.core.pricing import CostInputs
+from imagegate.core.tasks import StoredInput, TaskInput, TaskView, UpstreamJob, new_task_id
 from imagegate.core.validation import check_images, check_request, parse_size
 
 log = logging.getLogger("imagegate.edits")
+_HOLD_GRACE = 300.0  # seconds a task's hold outlives the task's deadline before the sweeper may release it
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +43,30 @@ class EditResponse:
         return out
 
 
+class LeaseLost(Exception):
+    """The task's lease passed to another worker; this one must stop without touching it."""
+
+
 class EditService:
-    def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore) -> None:
+    def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore,
+                 tasks: TaskStore, *, request_timeout: float = 600.0, task_deadline: float = 900.0,
+                 task_retention: float = 86400.0, task_accepted: Callable[[], None] = lambda: None) -> None:
         self._catalog = catalog
         self._inputs = inputs
         self._ledger = ledger
         self._blobs = blobs
+        self._tasks = tasks
+        self._request_timeout = request_timeout
+        self._task_deadline = task_deadline
+        self._task_retention = task_retention
+        self._task_accepted = task_accepted
 
-    async def edit(self, caller: Caller, request: EditRequest) -> EditResponse:
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    async def edit(self, caller: Caller, request: EditRequest) -> EditResponse | TaskView:
+        """Run the edit now and answer with its images, or, for `async: true`, accept it as a task."""
         spec = self._catalog.spec(request.model)
         caller.check_model(spec.id)
         options = check_request(spec, prompt=request.prompt, image_count=len(request.images),
@@ -63,51 +83,141 @@ class EditService:
             costs = CostInputs(n=request.n, prompt_chars=len(request.prompt),
                                input_pixels=tuple(i.info.width * i.info.height for i in images),
                                size=size, quality=options.get("quality"))
-            hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id)
-            try:
-                job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=request.prompt,
-                              n=request.n, images=images, mask=mask, options=options,
-                              response_format=request.response_format)
-                result = await self._run(self._catalog.routes(spec.id), job)
-                data = await self._deliver(result.images, request.response_format)
-            except BaseException:
-                await self._ledger.release(hold_id)
-                raise
-            cost = result.cost_micros if result.cost_micros is not None else spec.price.actual(
-                costs, result.usage)
-            transaction_id = await self._ledger.settle(hold_id, cost)
+            job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=request.prompt,
+                          n=request.n, images=images, mask=mask, options=options,
+                          response_format=request.response_format)
+            if request.run_async:
+                return await self._accept(caller, spec, job, costs)
+            return await self._run_now(caller, spec, job, costs)
         finally:
             for image in (*images, *([mask] if mask else [])):
                 image.close()
-        return EditResponse(created=result.created or int(time.time()), data=data, usage=result.usage,
-                            billing_transaction_id=transaction_id, echo=dict(result.echo))
 
-    async def _run(self, routes: Sequence[Route], job: EditJob) -> EditResult:
+    async def _run_now(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> EditResponse:
+        hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id)
+        try:
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    result = await self.execute(spec, job)
+                    data = await self._deliver(result.images, job.response_format)
+            except TimeoutError:
+                raise UpstreamTimeout(f"The edit did not finish within {self._request_timeout:g} seconds.",
+                                      retryable=True) from None
+        except BaseException:
+            await self._ledger.release(hold_id)
+            raise
+        transaction_id = await self._ledger.settle(hold_id, self.cost(spec, costs, result))
+        return EditResponse(created=result.created or int(time.time()), data=[d for d, _ in data],
+                            usage=result.usage, billing_transaction_id=transaction_id, echo=dict(result.echo))
+
+    async def _accept(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> TaskView:
+        """Hold the estimate, copy the inputs into the blob store and persist the task for a worker."""
+        hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id,
+                                          ttl=self._task_deadline + _HOLD_GRACE)
+        keys: list[str] = []
+
+        async def keep(image: SourceImage) -> StoredInput:
+            key = f"inputs/{secrets.token_urlsafe(24)}.{image.info.format}"
+            await self._blobs.put_file(key, image.file, image.info.mime_type)
+            keys.append(key)
+            return StoredInput(key=key, param=image.param, filename=image.filename, size=image.size)
+
+        try:
+            stored = [await keep(image) for image in job.images]
+            task = TaskInput(model=spec.id, prompt=job.prompt, n=job.n, options=dict(job.options),
+                             images=tuple(stored), mask=await keep(job.mask) if job.mask else None, costs=costs)
+            view = await self._tasks.create(new_task_id(), caller, task, hold_id=hold_id,
+                                            deadline=self._task_deadline, retention=self._task_retention)
+        except BaseException:
+            await self._ledger.release(hold_id)
+            await self.discard(keys)
+            raise
+        self._task_accepted()
+        return view
+
+    async def execute(self, spec: ModelSpec, job: EditJob, *, resume: UpstreamJob | None = None,
+                      started: Callable[[UpstreamJob], Awaitable[None]] | None = None) -> EditResult:
+        """Run one job on the model's routes.
+
+        With `started`, a provider that runs jobs of its own reports each accepted job through it before
+        following it; from then on nothing is resubmitted elsewhere. `resume` follows such a job again.
+        """
+        routes = self._catalog.routes(spec.id)
+        if resume is not None:
+            provider = next((r.provider for r in routes if r.provider_name == resume.route), None)
+            if not isinstance(provider, ResumableProvider):
+                raise UpstreamError(f"The provider '{resume.route}' that accepted this job is no longer "
+                                    "configured.")
+            return await provider.resume(resume.state, job)
+
+        async def call(route: Route) -> EditResult:
+            provider = route.provider
+            if started is None or not isinstance(provider, ResumableProvider):
+                return await provider.edit(job)
+            state = await provider.start(job)
+            await started(UpstreamJob(route.provider_name, state))
+            try:
+                return await provider.resume(state, job)
+            except UpstreamError as exc:
+                exc.retryable = False  # accepted upstream, maybe billed there: never resubmitted elsewhere
+                raise
+
+        return await self._run(routes, call, job.model)
+
+    def cost(self, spec: ModelSpec, costs: CostInputs, result: EditResult) -> int:
+        """The actual cost: the upstream's own figure when it reports one, else priced from its usage."""
+        return result.cost_micros if result.cost_micros is not None else spec.price.actual(costs, result.usage)
+
+    async def _run(self, routes: Sequence[Route], call: Callable[[Route], Awaitable[EditResult]],
+                   model: str) -> EditResult:
         """Try the routes in priority order; move on only after a retryable failure."""
         failures: list[UpstreamError] = []
         for route in routes:
             try:
-                return await route.provider.edit(job)
+                return await call(route)
             except UpstreamError as exc:
-                log.warning("route %s failed for %s: %s", route.provider_name, job.model, exc.code)
+                log.warning("route %s failed for %s: %s", route.provider_name, model, exc.code)
                 if not exc.retryable:
                     raise
                 failures.append(exc)
         if len(failures) == 1:
             raise failures[0]
         retry_after = min((f.retry_after for f in failures if f.retry_after is not None), default=None)
-        raise AllChannelsFailed(f"No provider could serve '{job.model}' right now. Try again later.",
+        raise AllChannelsFailed(f"No provider could serve '{model}' right now. Try again later.",
                                 retryable=True, retry_after=retry_after)
 
-    async def _deliver(self, outputs: Sequence[OutputImage], response_format: str) -> list[dict[str, str]]:
+    async def _deliver(self, outputs: Sequence[OutputImage],
+                       response_format: str) -> list[tuple[dict[str, str], str | None]]:
+        """Each output as its response item, with the blob key it was stored under (None when inline)."""
         if response_format == "b64_json":
-            return [{"b64_json": o.b64_json if o.b64_json is not None
-                     else base64.b64encode(o.data or b"").decode()} for o in outputs]
-        return [{"url": await self.store_output(o)} for o in outputs]
+            return [({"b64_json": o.b64_json if o.b64_json is not None
+                      else base64.b64encode(o.data or b"").decode()}, None) for o in outputs]
+        delivered: list[tuple[dict[str, str], str | None]] = []
+        try:
+            for output in outputs:
+                key = await self.store_output(output)
+                delivered.append(({"url": self._blobs.public_url(key)}, key))
+        except BaseException:
+            await self.discard([key for _, key in delivered if key])
+            raise
+        return delivered
+
+    async def deliver_urls(self, outputs: Sequence[OutputImage]) -> tuple[list[dict[str, str]], list[str]]:
+        """Store every output; the `{"url": …}` items and their blob keys."""
+        delivered = await self._deliver(outputs, "url")
+        return [d for d, _ in delivered], [k for _, k in delivered if k]
 
     async def store_output(self, output: OutputImage) -> str:
-        """Put one output image in the blob store under an unguessable key; return its public URL."""
+        """Put one output image in the blob store under an unguessable key; return the key."""
         data = output.data if output.data is not None else base64.b64decode(output.b64_json or "")
         key = f"outputs/{secrets.token_urlsafe(24)}.{output.format}"
         await self._blobs.put(key, data, MIME_TYPES[output.format])
-        return self._blobs.public_url(key)
+        return key
+
+    async def discard(self, keys: Sequence[str]) -> None:
+        """Delete blobs nobody will be shown; a failure here is logged, never raised."""
+        for key in keys:
+            try:
+                await self._blobs.delete(key)
+            except Exception:
+                log.warning("could not delete blob %s", key, exc_info=True)

@@ -206,7 +206,20 @@ class BflProvider:
         self._session = UpstreamSession(timeout=timeout)
 
     async def edit(self, job: EditJob) -> EditResult:
+        return await self.resume(await self.start(job), job)
+
+    async def start(self, job: EditJob) -> dict[str, Any]:
+        """Submit the job's `n` tasks; their ids and polling URLs, as JSON data a restart can resume from."""
         jobs = await _all(self.submit(job, index=i) for i in range(job.n))
+        return {"jobs": [{"id": j.id, "polling_url": j.polling_url, "cost": j.cost} for j in jobs]}
+
+    async def resume(self, state: Mapping[str, Any], job: EditJob) -> EditResult:
+        """Follow tasks `start` submitted (in this process or before a restart) to their images."""
+        try:
+            jobs = [BflJob(id=str(j["id"]), polling_url=str(j["polling_url"]), cost=_credits(j.get("cost")))
+                    for j in state["jobs"]]
+        except (KeyError, TypeError) as exc:
+            raise UpstreamError(f"The saved state of a '{self._name}' job is unreadable.") from exc
         results = await _all(self.poll(j, job.options.get("output_format")) for j in jobs)
         costs = [r.cost_micros for r in results]
         return EditResult(images=[image for r in results for image in r.images], created=int(time.time()),

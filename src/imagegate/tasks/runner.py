@@ -1,0 +1,199 @@
+"""Workers that run persisted async tasks, and the sweeper that ends what nobody is running any more.
+
+Each gateway process runs `workers` loops. A loop claims a task with a lease, keeps the lease alive with a
+heartbeat while the edit runs, and ends the task exactly once: completed (hold settled) or failed (hold
+released). A worker that loses its lease stops and leaves the task to its new owner. A process that dies
+leaves its leases to run out; the task is then claimed again, and a job the upstream had already
+accepted is followed again rather than submitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from imagegate.config import BillingSettings, TaskSettings
+from imagegate.core.edits import EditJob
+from imagegate.core.errors import GatewayError
+from imagegate.core.media import SourceImage
+from imagegate.core.ports import BlobStore, TaskStore
+from imagegate.core.service import EditService, LeaseLost
+from imagegate.core.tasks import ClaimedTask, StoredInput, UpstreamJob
+from imagegate.imaging import check_image
+
+log = logging.getLogger("imagegate.tasks")
+
+
+class SweptTaskStore(TaskStore, Protocol):
+    async def overdue(self, limit: int = 100) -> list[str]: ...
+
+    async def purge_expired(self, limit: int = 100) -> list[str]: ...
+
+
+class HoldSweeper(Protocol):
+    async def release_expired(self, limit: int = 100) -> int: ...
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class TaskRunner:
+    def __init__(self, store: SweptTaskStore, edits: EditService, blobs: BlobStore, holds: HoldSweeper,
+                 settings: TaskSettings, billing: BillingSettings, *, wake: asyncio.Event | None = None,
+                 owner: str | None = None) -> None:
+        self._store = store
+        self._edits = edits
+        self._blobs = blobs
+        self._holds = holds
+        self._settings = settings
+        self._billing = billing
+        self.owner = owner or worker_id()
+        self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
+        self._loops: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._loops = [asyncio.create_task(self._work(), name=f"task-worker-{i}")
+                       for i in range(self._settings.workers)]
+        self._loops.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
+
+    async def aclose(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+
+    # --- workers -----------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                ran = await self.run_once()
+            except Exception:
+                log.exception("task worker %s: claiming failed", self.owner)
+                ran = False
+            if not ran:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.poll_interval):
+                        await self._wake.wait()
+
+    async def run_once(self) -> bool:
+        """Claim one runnable task and run it to an end (or until the lease is lost). False: none."""
+        task = await self._store.claim(self.owner, self._settings.lease)
+        if task is None:
+            return False
+        log.info("task %s claimed by %s (attempt %d)", task.id, self.owner, task.attempts)
+        if task.attempts > self._settings.max_attempts:
+            await self._fail(task, "task_interrupted", "The task was interrupted too many times and was stopped; "
+                             "it was not billed.")
+            return True
+        work = asyncio.create_task(self._run(task))
+        beat = asyncio.create_task(self._heartbeat(task.id, work))
+        try:
+            await asyncio.wait([work])  # unlike awaiting `work`, not ended by the heartbeat cancelling it
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        if not work.cancelled() and work.exception() is not None:
+            log.error("task %s: worker error", task.id, exc_info=work.exception())
+        return True
+
+    async def _heartbeat(self, task_id: str, work: asyncio.Task[None]) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease / 3)
+            try:
+                kept = await self._store.heartbeat(task_id, self.owner, self._settings.lease)
+            except Exception:
+                log.warning("task %s: heartbeat failed", task_id, exc_info=True)
+                continue
+            if not kept:
+                log.warning("task %s: lease lost by %s; stopping", task_id, self.owner)
+                work.cancel()
+                return
+
+    async def _run(self, task: ClaimedTask) -> None:
+        try:
+            async with asyncio.timeout(task.deadline - time.time()):
+                await self._execute(task)
+        except LeaseLost:
+            log.warning("task %s: lease lost by %s before it could be saved", task.id, self.owner)
+        except TimeoutError:
+            await self._fail(task, "timeout", "The task did not finish before its deadline; it was not billed.")
+        except GatewayError as exc:
+            await self._fail(task, exc.code, exc.message)
+        except Exception:
+            log.exception("task %s failed unexpectedly", task.id)
+            await self._fail(task, "internal_error", "The gateway failed to run the task; it was not billed.")
+
+    async def _execute(self, task: ClaimedTask) -> None:
+        spec = self._edits.catalog.spec(task.input.model)
+        sources: list[SourceImage] = []
+        try:
+            for stored in (*task.input.images, *([task.input.mask] if task.input.mask else [])):
+                sources.append(await self._load(stored))
+            images, mask = (sources[:-1], sources[-1]) if task.input.mask else (sources, None)
+            job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=task.input.prompt,
+                          n=task.input.n, images=images, mask=mask, options=task.input.options,
+                          response_format="url")
+
+            async def started(upstream: UpstreamJob) -> None:
+                if not await self._store.save_upstream(task.id, self.owner, upstream):
+                    raise LeaseLost(task.id)
+
+            result = await self._edits.execute(spec, job, resume=task.upstream, started=started)
+        finally:
+            for source in sources:
+                source.close()
+        data, keys = await self._edits.deliver_urls(result.images)
+        cost = self._edits.cost(spec, task.input.costs, result)
+        usage: Mapping[str, Any] | None = result.usage
+        if not await self._store.complete(task.id, self.owner, data=data, usage=usage, output_keys=keys,
+                                          cost=cost):
+            await self._edits.discard(keys)
+            raise LeaseLost(task.id)
+        log.info("task %s completed; charged %d micro-USD", task.id, cost)
+        await self._edits.discard(task.input.blob_keys())
+
+    async def _load(self, stored: StoredInput) -> SourceImage:
+        file = await self._blobs.open(stored.key)
+        try:
+            return await check_image(file, param=stored.param, filename=stored.filename, size=stored.size)
+        except BaseException:
+            file.close()
+            raise
+
+    async def _fail(self, task: ClaimedTask, code: str, message: str) -> None:
+        if await self._store.fail(task.id, self.owner, code=code, message=message):
+            log.info("task %s failed: %s", task.id, code)
+            await self._edits.discard(task.input.blob_keys())
+
+    # --- the sweeper -------------------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(self._billing.sweep_interval)
+
+    async def sweep(self) -> None:
+        """Fail overdue tasks nobody runs, release holds that outlived their request, purge expired tasks."""
+        for task_id in await self._store.overdue():
+            if await self._store.fail(task_id, None, code="timeout",
+                                      message="The task did not finish before its deadline; it was not billed."):
+                log.info("task %s failed: deadline passed while no worker held it", task_id)
+        released = await self._holds.release_expired()
+        if released:
+            log.warning("released %d hold(s) whose request outlived them", released)
+        await self._edits.discard(await self._store.purge_expired())

@@ -1,0 +1,306 @@
+"""Async tasks end to end: accepted at once, claimed with a lease, run once, billed once, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from PIL import Image
+from tests.conftest import Harness, png_bytes, start_harness
+from tests.emulators.bfl_emulator import BflEmulator
+
+from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, TaskSettings
+from imagegate.core.pricing import usd_to_micros
+from imagegate.tasks.runner import TaskRunner
+
+PRICE = 0.01  # local-edit, per image, in these tests
+NOT_FOUND = "Task not found or no longer available."
+
+
+def make_settings(db_url: str, tmp_path: Any, **tasks: Any) -> Settings:
+    return Settings(database=DatabaseSettings(url=db_url),
+                    storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
+                    tasks=TaskSettings(**{"workers": 0, "lease": 5.0, **tasks}),
+                    prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})
+
+
+@pytest.fixture
+async def gw(db_url: str, tmp_path: Any) -> AsyncIterator[Harness]:
+    h = await start_harness(make_settings(db_url, tmp_path))
+    try:
+        yield h
+    finally:
+        await h.aclose()
+
+
+async def submit(h: Harness, prompt: str = "grayscale", key: str | None = None, **fields: str) -> Any:
+    response = await h.client.post("/v1/images/edits", headers={"Authorization": f"Bearer {key or h.key}"},
+                                   data={"model": "local-edit", "prompt": prompt, "async": "true", **fields},
+                                   files={"image": ("a.png", png_bytes((32, 24)), "image/png")})
+    return response
+
+
+async def status(h: Harness, task_id: str, path: str = "/v1/tasks/", key: str | None = None) -> Any:
+    return await h.client.get(path + task_id, headers={"Authorization": f"Bearer {key or h.key}"})
+
+
+async def balances(h: Harness, account: str = "alice") -> tuple[int, int, int, int]:
+    s = await h.gateway.accounts.summary(account)
+    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
+    return s.deposits_micros, s.balance_micros, s.held_micros, s.spent_micros
+
+
+async def test_async_edit_is_accepted_then_completed_and_billed_once(gw: Harness) -> None:
+    deposits, balance, _, _ = await balances(gw)
+    response = await submit(gw, response_format="b64_json")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert re.fullmatch(r"ldtask_[0-9a-f]{32}", body["id"]) and body["task_id"] == body["id"]
+    assert body["status"] == "pending" and body["data"] == [] and body["poll_url"] == f"/v1/tasks/{body['id']}"
+    assert isinstance(body["created"], int)
+    assert (await balances(gw))[2] == usd_to_micros(PRICE)  # held while the task waits
+
+    pending = (await status(gw, body["id"])).json()
+    assert pending["status"] == "pending" and "billing_transaction_id" not in pending
+
+    assert await gw.gateway.runner.run_once() is True
+    assert await gw.gateway.runner.run_once() is False  # nothing left to claim
+
+    done = await status(gw, body["id"])
+    assert done.status_code == 200
+    task = done.json()
+    assert task["status"] == "completed" and task["model"] == "local-edit"
+    assert task["updated"] >= task["created"]
+    [item] = task["data"]
+    assert set(item) == {"url"}  # async results are URLs whatever response_format asked
+    image = Image.open(io.BytesIO(await gw.fetch_output(item["url"])))
+    r, g, b = image.convert("RGB").getpixel((5, 5))  # type: ignore[misc]
+    assert image.size == (32, 24) and r == g == b  # the red source, in grey
+    assert task["billing_transaction_id"] == done.headers["X-Billing-Transaction-ID"]
+    assert await balances(gw) == (deposits, balance - usd_to_micros(PRICE), 0, usd_to_micros(PRICE))
+    entries = [e.kind for e in await gw.gateway.accounts.ledger("alice")]
+    assert entries.count("settle") == 1 and entries.count("hold") == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks/", "/v1/images/", "/v1/images/generations/"])
+async def test_status_aliases_and_no_existence_oracle(gw: Harness, path: str) -> None:
+    task_id = (await submit(gw)).json()["id"]
+    assert (await status(gw, task_id, path)).json()["id"] == task_id
+    other = await gw.new_key("bob")
+    for probe, key in ((task_id, other), ("ldtask_" + "0" * 32, gw.key), ("nonsense", gw.key)):
+        response = await status(gw, probe, path, key=key)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "async_task_not_found"
+        assert response.json()["error"]["message"] == NOT_FOUND
+    unauthenticated = await gw.client.get(path + task_id)
+    assert unauthenticated.status_code == 401
+
+
+async def test_async_refused_for_a_model_without_it(gw: Harness, db_url: str, tmp_path: Any) -> None:
+    async with BflEmulator() as emu:
+        settings = make_settings(db_url, tmp_path)
+        h = await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
+            name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
+        try:
+            response = await h.client.post("/v1/images/edits", headers=h.auth, json={
+                "model": "local-edit", "prompt": "sepia", "async": "maybe",
+                "image_url": "data:image/png;base64,AAAA"})
+            assert response.status_code == 400 and response.json()["error"]["param"] == "async"
+        finally:
+            await h.aclose()
+
+
+async def test_a_failing_task_is_released_and_reports_its_error(gw: Harness) -> None:
+    deposits, balance, _, _ = await balances(gw)
+    task_id = (await submit(gw, prompt="make it look like a Renaissance fresco")).json()["id"]
+    assert await gw.gateway.runner.run_once()
+    task = (await status(gw, task_id)).json()
+    assert task["status"] == "failed" and task["data"] == []
+    assert task["error"]["code"] == "unsupported_prompt" and "understands" in task["error"]["message"]
+    assert "billing_transaction_id" not in task
+    assert await balances(gw) == (deposits, balance, 0, 0)
+
+
+async def test_refused_for_insufficient_balance_before_anything_is_stored(gw: Harness) -> None:
+    poor = await gw.new_key("poor", credit=PRICE / 2)
+    response = await submit(gw, key=poor)
+    assert response.status_code == 402 and response.json()["error"]["code"] == "insufficient_balance"
+    assert await gw.gateway.runner.run_once() is False
+    assert not any(gw.gateway.blobs.path("inputs/" + "x" * 16).parent.glob("*"))
+
+
+async def test_a_lost_worker_is_replaced_when_its_lease_runs_out(gw: Harness) -> None:
+    task_id = (await submit(gw)).json()["id"]
+    store = gw.gateway.tasks
+    dead = await store.claim("dead-worker", lease=0.3)  # claims, then its process "dies"
+    assert dead is not None and dead.id == task_id and dead.attempts == 1
+    assert await gw.gateway.runner.run_once() is False  # the lease still holds
+    assert (await status(gw, task_id)).json()["status"] == "processing"
+    await asyncio.sleep(0.4)
+    assert await gw.gateway.runner.run_once() is True
+    task = (await status(gw, task_id)).json()
+    assert task["status"] == "completed"
+    # The dead worker waking up can no longer change the task or the money.
+    assert await store.complete(task_id, "dead-worker", data=[], usage=None, output_keys=[], cost=1) is False
+    assert await store.fail(task_id, "dead-worker", code="x", message="y") is False
+    assert await store.heartbeat(task_id, "dead-worker", 5.0) is False
+    _, _, held, spent = await balances(gw)
+    assert (held, spent) == (0, usd_to_micros(PRICE))
+
+
+async def test_a_task_claimed_too_often_fails_and_is_released(db_url: str, tmp_path: Any) -> None:
+    h = await start_harness(make_settings(db_url, tmp_path, max_attempts=2))
+    try:
+        deposits, balance, _, _ = await balances(h)
+        task_id = (await submit(h)).json()["id"]
+        for worker in ("w1", "w2"):
+            assert await h.gateway.tasks.claim(worker, lease=0.05) is not None
+            await asyncio.sleep(0.1)
+        assert await h.gateway.runner.run_once() is True  # third claim: over max_attempts
+        task = (await status(h, task_id)).json()
+        assert task["status"] == "failed" and task["error"]["code"] == "task_interrupted"
+        assert await balances(h) == (deposits, balance, 0, 0)
+    finally:
+        await h.aclose()
+
+
+async def test_deadline_fails_an_unclaimed_task_with_timeout(db_url: str, tmp_path: Any) -> None:
+    h = await start_harness(make_settings(db_url, tmp_path, deadline=0.3, retention=60.0))
+    try:
+        deposits, balance, _, _ = await balances(h)
+        task_id = (await submit(h)).json()["id"]
+        await asyncio.sleep(0.4)
+        assert await h.gateway.runner.run_once() is False  # past its deadline: never started
+        await h.gateway.runner.sweep()
+        task = (await status(h, task_id)).json()
+        assert task["status"] == "failed" and task["error"]["code"] == "timeout"
+        assert await balances(h) == (deposits, balance, 0, 0)
+    finally:
+        await h.aclose()
+
+
+async def test_deadline_stops_a_running_task_with_timeout(db_url: str, tmp_path: Any) -> None:
+    async with BflEmulator(steps=("Pending",) * 1000) as emu:
+        settings = make_settings(db_url, tmp_path, deadline=1.0, retention=60.0)
+        h = await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
+            name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
+        try:
+            deposits, balance, _, _ = await balances(h)
+            response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+                "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+                files={"image": ("a.png", png_bytes(), "image/png")})
+            task_id = response.json()["id"]
+            assert await h.gateway.runner.run_once()
+            task = (await status(h, task_id)).json()
+            assert task["status"] == "failed" and task["error"]["code"] == "timeout"
+            assert len(emu.submits) == 1 and len(emu.polls) >= 1
+            assert await balances(h) == (deposits, balance, 0, 0)
+        finally:
+            await h.aclose()
+
+
+async def test_retention_expires_tasks_and_their_images(db_url: str, tmp_path: Any) -> None:
+    h = await start_harness(make_settings(db_url, tmp_path, deadline=0.5, retention=1.0))
+    try:
+        task_id = (await submit(h)).json()["id"]
+        assert await h.gateway.runner.run_once()
+        [item] = (await status(h, task_id)).json()["data"]
+        key = item["url"].split("/blobs/", 1)[1]
+        assert h.gateway.blobs.path(key).exists()
+        await asyncio.sleep(1.1)
+        response = await status(h, task_id)
+        assert response.status_code == 404 and response.json()["error"]["message"] == NOT_FOUND
+        await h.gateway.runner.sweep()
+        assert not h.gateway.blobs.path(key).exists()
+        assert await h.gateway.tasks.purge_expired() == []
+    finally:
+        await h.aclose()
+
+
+async def test_inputs_are_not_served_publicly(gw: Harness) -> None:
+    await submit(gw)
+    [stored] = list((gw.gateway.blobs.path("inputs/" + "x" * 16)).parent.glob("*.png"))
+    response = await gw.client.get(f"/blobs/inputs/{stored.name}")
+    assert response.status_code == 404
+
+
+# --- BFL: a job the upstream accepted is followed again after a crash, never resubmitted -----------
+@pytest.fixture
+async def bfl() -> AsyncIterator[BflEmulator]:
+    async with BflEmulator(steps=("Pending", "Pending")) as emu:
+        yield emu
+
+
+async def bfl_harness(db_url: str, tmp_path: Any, emu: BflEmulator, **tasks: Any) -> Harness:
+    settings = make_settings(db_url, tmp_path, **tasks)
+    return await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
+        name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
+
+
+async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: BflEmulator, db_url: str,
+                                                                       tmp_path: Any) -> None:
+    h = await bfl_harness(db_url, tmp_path, bfl, lease=0.6)
+    try:
+        deposits, balance, _, _ = await balances(h)
+        response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+            "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+            files={"image": ("a.png", png_bytes(), "image/png")})
+        task_id = response.json()["id"]
+        first = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.ledger,
+                           h.gateway.settings.tasks, h.gateway.settings.billing, owner="doomed")
+        doomed = asyncio.create_task(first.run_once())
+        for _ in range(200):  # until the submit is recorded and the upstream job saved
+            await asyncio.sleep(0.02)
+            if bfl.submits and bfl.polls:
+                break
+        doomed.cancel()  # the worker dies mid-poll; its lease is left to run out
+        await asyncio.gather(doomed, return_exceptions=True)
+        assert len(bfl.submits) == 1
+        assert (await status(h, task_id)).json()["status"] == "processing"
+        await asyncio.sleep(0.7)
+        assert await h.gateway.runner.run_once()
+        task = (await status(h, task_id)).json()
+        assert task["status"] == "completed", task
+        assert len(bfl.submits) == 1  # polled again, never resubmitted
+        [job] = bfl.tasks.values()
+        cost = round(job.cost * 10_000)  # BFL credits → micro-USD
+        assert await balances(h) == (deposits, balance - cost, 0, cost)
+    finally:
+        await h.aclose()
+
+
+async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmulator, db_url: str,
+                                                                  tmp_path: Any) -> None:
+    h = await bfl_harness(db_url, tmp_path, bfl)
+    try:
+        deposits, balance, _, _ = await balances(h)
+        bfl.inject("content_moderated")
+        response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+            "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+            files={"image": ("a.png", png_bytes(), "image/png")})
+        assert await h.gateway.runner.run_once()
+        task = (await status(h, response.json()["id"])).json()
+        assert task["status"] == "failed" and task["error"]["code"] == "moderation_blocked"
+        assert await balances(h) == (deposits, balance, 0, 0)
+    finally:
+        await h.aclose()
+
+
+async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_path: Any) -> None:
+    h = await start_harness(make_settings(db_url, tmp_path, workers=2, poll_interval=30.0))
+    h.gateway.runner.start()
+    try:
+        ids = [(await submit(h)).json()["id"] for _ in range(4)]
+        for _ in range(300):
+            states = [(await status(h, i)).json()["status"] for i in ids]
+            if all(s == "completed" for s in states):
+                break
+            await asyncio.sleep(0.02)
+        assert states == ["completed"] * 4  # woken by the submit, not by the 30 s poll
+    finally:
+        await h.aclose()
