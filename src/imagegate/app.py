@@ -26,6 +26,7 @@ from imagegate.config import ConfigError, Settings
 from imagegate.core.catalog import Catalog, Route
 from imagegate.core.errors import GatewayError
 from imagegate.core.ports import Fetcher, Provider
+from imagegate.core.routing import Router
 from imagegate.core.service import EditService
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
@@ -97,7 +98,7 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     fetcher = fetcher or SafeFetcher(settings.fetch)
     tasks = SqlTaskStore(transactions)
     new_tasks = asyncio.Event()
-    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks,
+    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, Router(settings.routing),
                         request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
                         task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
     runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks)

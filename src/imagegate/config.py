@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from imagegate.core.routing import RoutingPolicy
 from imagegate.fetch.policy import FetchSettings
 
 CONFIG_ENV = "IMAGEGATE_CONFIG"
@@ -87,6 +88,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
     providers: tuple[ProviderSettings, ...] = (
         ProviderSettings(name="local", type="local", models=("local-edit",)),
     )
@@ -137,6 +139,7 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         "limits": _section(LimitSettings, raw.get("limits"), "limits"),
         "billing": _section(BillingSettings, raw.get("billing"), "billing"),
         "tasks": _section(TaskSettings, raw.get("tasks"), "tasks"),
+        "routing": _section(RoutingPolicy, raw.get("routing"), "routing"),
         "prices": dict(raw.get("prices", {})),
         "log_level": str(raw.get("log_level", "info")),
     }

@@ -111,14 +111,14 @@ def close_hold(conn: Connection, hold_id: str, *, charge: int, settle: bool, mem
                                   closed_at=now))
     if closed.rowcount == 0:
         return 0
+    if hold.key_id is not None:  # key before account, the order `hold` locks them in: no deadlock
+        k = _keys.c
+        conn.execute(update(_keys).where(k.id == hold.key_id).values(
+            held_micros=k.held_micros - hold.amount_micros, spent_micros=k.spent_micros + charge))
     a = _accounts.c
     conn.execute(update(_accounts).where(a.id == hold.account_id).values(
         held_micros=a.held_micros - hold.amount_micros, spent_micros=a.spent_micros + charge,
         balance_micros=a.balance_micros + hold.amount_micros - charge))
-    if hold.key_id is not None:
-        k = _keys.c
-        conn.execute(update(_keys).where(k.id == hold.key_id).values(
-            held_micros=k.held_micros - hold.amount_micros, spent_micros=k.spent_micros + charge))
     conn.execute(insert(_entries).values(
         account_id=hold.account_id, transaction_id=hold_id, kind="settle" if settle else "release",
         amount_micros=charge if settle else hold.amount_micros, hold_id=hold_id, memo=memo or hold.model,

@@ -104,6 +104,10 @@ class Router:
         self._rand = rand
         self._circuits: dict[str, _Circuit] = {}
 
+    def clock(self) -> float:
+        """Now, in the time `run`'s deadline is measured in."""
+        return self._clock()
+
     def order(self, routes: Sequence[Route]) -> list[Route]:
         """The routes to try, best first, without those whose circuit is open (or whose probe is out)."""
         now = self._clock()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import secrets
@@ -15,10 +14,11 @@ from imagegate.core.accounts import Caller
 from imagegate.core.capabilities import ModelSpec
 from imagegate.core.catalog import Catalog, Route
 from imagegate.core.edits import EditJob, EditRequest, EditResult
-from imagegate.core.errors import AllChannelsFailed, UpstreamError, UpstreamTimeout
+from imagegate.core.errors import UpstreamError
 from imagegate.core.media import MIME_TYPES, OutputImage, SourceImage
 from imagegate.core.ports import BlobStore, ImageResolver, Ledger, ResumableProvider, TaskStore
 from imagegate.core.pricing import CostInputs
+from imagegate.core.routing import Router
 from imagegate.core.tasks import StoredInput, TaskInput, TaskView, UpstreamJob, new_task_id
 from imagegate.core.validation import check_images, check_request, parse_size
 
@@ -49,13 +49,14 @@ class LeaseLost(Exception):
 
 class EditService:
     def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore,
-                 tasks: TaskStore, *, request_timeout: float = 600.0, task_deadline: float = 900.0,
+                 tasks: TaskStore, router: Router, *, request_timeout: float = 600.0, task_deadline: float = 900.0,
                  task_retention: float = 86400.0, task_accepted: Callable[[], None] = lambda: None) -> None:
         self._catalog = catalog
         self._inputs = inputs
         self._ledger = ledger
         self._blobs = blobs
         self._tasks = tasks
+        self._router = router
         self._request_timeout = request_timeout
         self._task_deadline = task_deadline
         self._task_retention = task_retention
@@ -96,13 +97,8 @@ class EditService:
     async def _run_now(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> EditResponse:
         hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id)
         try:
-            try:
-                async with asyncio.timeout(self._request_timeout):
-                    result = await self.execute(spec, job)
-                    data = await self._deliver(result.images, job.response_format)
-            except TimeoutError:
-                raise UpstreamTimeout(f"The edit did not finish within {self._request_timeout:g} seconds.",
-                                      retryable=True) from None
+            result = await self.execute(spec, job, deadline=self._router.clock() + self._request_timeout)
+            data = await self._deliver(result.images, job.response_format)
         except BaseException:
             await self._ledger.release(hold_id)
             raise
@@ -135,9 +131,10 @@ class EditService:
         self._task_accepted()
         return view
 
-    async def execute(self, spec: ModelSpec, job: EditJob, *, resume: UpstreamJob | None = None,
+    async def execute(self, spec: ModelSpec, job: EditJob, *, deadline: float | None = None,
+                      resume: UpstreamJob | None = None,
                       started: Callable[[UpstreamJob], Awaitable[None]] | None = None) -> EditResult:
-        """Run one job on the model's routes.
+        """Run one job on the model's routes, within `deadline` (the router's clock) when given.
 
         With `started`, a provider that runs jobs of its own reports each accepted job through it before
         following it; from then on nothing is resubmitted elsewhere. `resume` follows such a job again.
@@ -162,29 +159,11 @@ class EditService:
                 exc.retryable = False  # accepted upstream, maybe billed there: never resubmitted elsewhere
                 raise
 
-        return await self._run(routes, call, job.model)
+        return await self._router.run(routes, call, model=job.model, deadline=deadline)
 
     def cost(self, spec: ModelSpec, costs: CostInputs, result: EditResult) -> int:
         """The actual cost: the upstream's own figure when it reports one, else priced from its usage."""
         return result.cost_micros if result.cost_micros is not None else spec.price.actual(costs, result.usage)
-
-    async def _run(self, routes: Sequence[Route], call: Callable[[Route], Awaitable[EditResult]],
-                   model: str) -> EditResult:
-        """Try the routes in priority order; move on only after a retryable failure."""
-        failures: list[UpstreamError] = []
-        for route in routes:
-            try:
-                return await call(route)
-            except UpstreamError as exc:
-                log.warning("route %s failed for %s: %s", route.provider_name, model, exc.code)
-                if not exc.retryable:
-                    raise
-                failures.append(exc)
-        if len(failures) == 1:
-            raise failures[0]
-        retry_after = min((f.retry_after for f in failures if f.retry_after is not None), default=None)
-        raise AllChannelsFailed(f"No provider could serve '{model}' right now. Try again later.",
-                                retryable=True, retry_after=retry_after)
 
     async def _deliver(self, outputs: Sequence[OutputImage],
                        response_format: str) -> list[tuple[dict[str, str], str | None]]:
