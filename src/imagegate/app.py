@@ -31,6 +31,7 @@ from imagegate.core.service import EditService
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 from imagegate.db.files import FileRepository
+from imagegate.db.idempotency import SqlIdempotencyStore
 from imagegate.db.tasks import SqlTaskStore
 from imagegate.db.transactions import Transactions
 from imagegate.fetch import SafeFetcher
@@ -59,6 +60,7 @@ class Gateway:
     transactions: Transactions
     tasks: SqlTaskStore
     runner: TaskRunner
+    idempotency: SqlIdempotencyStore
 
     async def aclose(self) -> None:
         await self.runner.aclose()
@@ -101,10 +103,12 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, Router(settings.routing),
                         request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
                         task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
-    runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks)
+    idempotency = SqlIdempotencyStore(transactions, stale_after=settings.billing.hold_ttl)
+    runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks,
+                        idempotency=idempotency)
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
                    ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
-                   transactions=transactions, tasks=tasks, runner=runner)
+                   transactions=transactions, tasks=tasks, runner=runner, idempotency=idempotency)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

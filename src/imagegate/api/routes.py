@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from imagegate.api.auth import authenticate
 from imagegate.api.errors import json_response
+from imagegate.api.idempotency import edit_fingerprint, fingerprint, key_of, run_once
 from imagegate.api.parsing import read_edit, read_form, upload_ref
 from imagegate.core.errors import InvalidRequest, ModelNotFound, NotFound
 from imagegate.core.media import MIME_TYPES
@@ -41,14 +42,21 @@ async def health(request: Request) -> Response:
 async def create_edit(request: Request) -> Response:
     gw = _gateway(request)
     caller = await authenticate(request, gw.accounts)
+    key = key_of(request)
     try:
         edit = await read_edit(request, gw.settings.limits)
-        result = await gw.edits.edit(caller, edit)
+
+        async def handle() -> Response:
+            result = await gw.edits.edit(caller, edit)
+            if isinstance(result, TaskView):
+                return json_response(result.body())
+            return json_response(result.body(),
+                                 headers={"X-Billing-Transaction-ID": result.billing_transaction_id})
+
+        return await run_once(gw.idempotency, caller.account_id, key, "images.edits",
+                              lambda: edit_fingerprint(edit), handle)
     finally:
         await request.close()
-    if isinstance(result, TaskView):
-        return json_response(result.body())
-    return json_response(result.body(), headers={"X-Billing-Transaction-ID": result.billing_transaction_id})
 
 
 async def get_task(request: Request) -> Response:
@@ -65,6 +73,7 @@ async def get_task(request: Request) -> Response:
 async def create_file(request: Request) -> Response:
     gw = _gateway(request)
     caller = await authenticate(request, gw.accounts)
+    key = key_of(request)
     try:
         form = await read_form(request, gw.settings.limits, max_files=1)
         purpose = form.get("purpose")
@@ -73,15 +82,21 @@ async def create_file(request: Request) -> Response:
         if "file" not in form:
             raise InvalidRequest("'file' is required.", param="file")
         ref = upload_ref("file", form["file"], gw.settings.limits)
-        image = await check_image(ref.file, param="file", filename=ref.filename, size=ref.size)
-        blob_key = f"files/{secrets.token_urlsafe(24)}.{image.info.format}"
-        await gw.blobs.put_file(blob_key, image.file, image.info.mime_type)
-        record = await gw.files.add(file_id=new_file_id(), account_id=caller.account_id,
-                                    filename=_safe_filename(ref.filename), purpose=purpose, size=ref.size,
-                                    fmt=image.info.format, blob_key=blob_key, ttl=FILE_TTL)
+
+        async def handle() -> Response:
+            image = await check_image(ref.file, param="file", filename=ref.filename, size=ref.size)
+            blob_key = f"files/{secrets.token_urlsafe(24)}.{image.info.format}"
+            await gw.blobs.put_file(blob_key, image.file, image.info.mime_type)
+            record = await gw.files.add(file_id=new_file_id(), account_id=caller.account_id,
+                                        filename=_safe_filename(ref.filename), purpose=purpose, size=ref.size,
+                                        fmt=image.info.format, blob_key=blob_key, ttl=FILE_TTL)
+            return json_response(record.body())
+
+        return await run_once(gw.idempotency, caller.account_id, key, "files",
+                              lambda: fingerprint({"purpose": purpose, "filename": ref.filename}, [ref.file]),
+                              handle)
     finally:
         await request.close()
-    return json_response(record.body())
 
 
 def _safe_filename(name: str) -> str:

@@ -41,6 +41,10 @@ class HoldSweeper(Protocol):
     async def release_expired(self, limit: int = 100) -> int: ...
 
 
+class ExpiringStore(Protocol):
+    async def purge_expired(self) -> int: ...
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -48,13 +52,14 @@ def worker_id() -> str:
 class TaskRunner:
     def __init__(self, store: SweptTaskStore, edits: EditService, blobs: BlobStore, holds: HoldSweeper,
                  settings: TaskSettings, billing: BillingSettings, *, wake: asyncio.Event | None = None,
-                 owner: str | None = None) -> None:
+                 idempotency: ExpiringStore | None = None, owner: str | None = None) -> None:
         self._store = store
         self._edits = edits
         self._blobs = blobs
         self._holds = holds
         self._settings = settings
         self._billing = billing
+        self._idempotency = idempotency
         self.owner = owner or worker_id()
         self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
         self._loops: list[asyncio.Task[None]] = []
@@ -188,7 +193,7 @@ class TaskRunner:
             await asyncio.sleep(self._billing.sweep_interval)
 
     async def sweep(self) -> None:
-        """Fail overdue tasks nobody runs, release holds that outlived their request, purge expired tasks."""
+        """Fail overdue tasks nobody runs, release holds that outlived their request, purge what expired."""
         for task_id in await self._store.overdue():
             if await self._store.fail(task_id, None, code="timeout",
                                       message="The task did not finish before its deadline; it was not billed."):
@@ -197,3 +202,5 @@ class TaskRunner:
         if released:
             log.warning("released %d hold(s) whose request outlived them", released)
         await self._edits.discard(await self._store.purge_expired())
+        if self._idempotency is not None:
+            await self._idempotency.purge_expired()
