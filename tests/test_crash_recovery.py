@@ -1,0 +1,197 @@
+"""A real `imagegate serve` killed with SIGKILL mid-requests, then restarted: nothing is lost or billed twice.
+
+Sync edits are in flight on a slow upstream, async tasks are pending and processing (OpenAI-style and BFL
+jobs) when the process dies. After a restart every task reaches a terminal state, BFL jobs are polled
+again rather than resubmitted, completed tasks are billed exactly once, and the holds of the requests
+that died with the process are released by the sweeper: deposits = balance + spent, nothing held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import png_bytes
+from tests.emulators.bfl_emulator import BflEmulator
+from tests.emulators.openai_emulator import OpenAIEmulator
+
+from imagegate.config import load_settings
+from imagegate.db.accounts import AccountStore
+from imagegate.db.engine import create_engine, migrate, sessionmaker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, db_url: str, blobs: Path, openai: OpenAIEmulator, bfl: BflEmulator) -> Path:
+    path.write_text(f"""
+[database]
+url = "{db_url}"
+[storage]
+path = "{blobs}"
+[limits]
+request_timeout = 3.0
+[billing]
+hold_ttl = 4.0
+sweep_interval = 0.3
+[tasks]
+workers = 4
+lease = 1.0
+poll_interval = 0.2
+deadline = 60.0
+retention = 600.0
+[[providers]]
+name = "openai"
+type = "openai"
+base_url = "{openai.base_url}"
+api_key = "sk-up"
+models = ["gpt-image-2", "gpt-image-1.5"]
+timeout = 10.0
+[[providers]]
+name = "bfl"
+type = "bfl"
+base_url = "{bfl.base_url}"
+api_key = "{bfl.api_key}"
+models = ["flux-kontext-pro"]
+""")
+    return path
+
+
+class Server:
+    """`imagegate serve` in a child process on a free loopback port."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        self.config, self.cwd = config, cwd
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "imagegate.cli", "serve", "--port", str(self.port), "--no-access-log",
+            env={**os.environ, "IMAGEGATE_CONFIG": str(self.config)}, cwd=self.cwd,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        async with httpx.AsyncClient() as client:
+            await until(lambda: _healthy(client, self.base), 30, "the server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 10)
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _healthy(client: httpx.AsyncClient, base: str) -> bool:
+    try:
+        return (await client.get(f"{base}/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[tuple[OpenAIEmulator, BflEmulator]]:
+    async with OpenAIEmulator(api_key="sk-up", latency=1.5) as openai, \
+            BflEmulator(steps=("Pending",) * 4) as bfl:
+        yield openai, bfl
+
+
+async def test_sigkill_mid_requests_loses_nothing(db_url: str, tmp_path: Path,
+                                                  upstreams: tuple[OpenAIEmulator, BflEmulator]) -> None:
+    openai, bfl = upstreams
+    config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl)
+    settings = load_settings(config)
+    await migrate(settings.database.url)
+    engine = create_engine(settings.database.url, null_pool=True)
+    accounts = AccountStore(sessionmaker(engine))
+    await accounts.add_credit("acme", 50_000_000)
+    key = await accounts.create_key("acme")
+    auth = {"Authorization": f"Bearer {key}"}
+
+    first = Server(config, tmp_path)
+    second = Server(config, tmp_path)
+    await first.start()
+    try:
+        async with httpx.AsyncClient(base_url=first.base, headers=auth, timeout=30) as client:
+            async def edit(model: str, run_async: bool) -> httpx.Response:
+                sizing = {} if model.startswith("flux") else {"size": "1024x1024", "quality": "low"}
+                return await client.post("/v1/images/edits", data={
+                    "model": model, "prompt": "a hat", "async": "true" if run_async else "false", **sizing},
+                    files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+
+            task_ids = []
+            for model in ["flux-kontext-pro"] * 4 + ["gpt-image-2"] * 4:
+                accepted = await edit(model, True)
+                assert accepted.status_code == 200, accepted.text
+                task_ids.append(accepted.json()["id"])
+            in_flight = [asyncio.create_task(edit("gpt-image-1.5", False)) for _ in range(12)]
+            await until(lambda: _count(lambda: len(openai.edit_requests) >= 12 and len(bfl.polls) >= 4),
+                        20, "the upstreams never saw the requests")
+            first.kill()
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            assert all(isinstance(r, httpx.TransportError) for r in results)  # they died with the process
+        await first.proc.wait()  # type: ignore[union-attr]
+        submitted = len(bfl.submits)
+        assert submitted == 4
+
+        await second.start()
+        async with httpx.AsyncClient(base_url=second.base, headers=auth, timeout=30) as client:
+            async def all_ended() -> bool:
+                states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
+                return all(s in ("completed", "failed") for s in states)
+
+            await until(all_ended, 60, "tasks did not all end after the restart")
+            tasks = [(await client.get(f"/v1/tasks/{t}")).json() for t in task_ids]
+
+        async def nothing_held() -> bool:
+            return (await accounts.summary("acme")).held_micros == 0
+
+        await until(nothing_held, 20, "holds of the killed requests were never released")
+        s = await accounts.summary("acme")
+        assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
+        entries = await accounts.ledger("acme")
+        settles = [e.transaction_id for e in entries if e.kind == "settle"]
+        assert len(settles) == len(set(settles))
+        assert sum(e.amount_micros for e in entries if e.kind == "settle") == s.spent_micros
+        completed = [t for t in tasks if t["status"] == "completed"]
+        assert len(completed) == len(tasks), [t.get("error") for t in tasks]  # the upstreams were healthy
+        for task in completed:
+            assert task["billing_transaction_id"] in settles and task["data"]
+        assert len(bfl.submits) == submitted  # polled again after the restart, never resubmitted
+        released = {e.transaction_id for e in entries if e.kind == "release"}
+        holds = {e.transaction_id for e in entries if e.kind == "hold"}
+        assert holds == set(settles) | released and not set(settles) & released
+        assert len(released) >= 12  # the sync edits killed mid-flight charged nothing
+    finally:
+        await first.stop()
+        await second.stop()
+        await engine.dispose()
+
+
+async def _count(check: Callable[[], bool]) -> bool:
+    return check()
