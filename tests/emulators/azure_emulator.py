@@ -19,19 +19,16 @@ fields, as Azure sends them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import json
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from multidict import CIMultiDict
+from aiohttp import web
 from PIL import Image
+
+from .base import RECORD, Canned, LoopbackEmulator, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
 
 __all__ = ["DEFAULT_DEPLOYMENTS", "INJECTABLE", "AzureEmulator", "RecordedRequest"]
 
@@ -51,46 +48,13 @@ INJECTABLE = ("invalid_key", "deployment_not_found", "resource_not_found", "inva
               "server_error", "service_unavailable", "hang", "disconnect")
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    content_type: str
-    fields: dict[str, Any] = field(default_factory=dict)  # repeated fields become lists
-    files: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
-    status: int | None = None
+def _azure(status: int, code: str, message: str) -> Reject:
+    return Reject(status, {"error": {"code": code, "message": message}})
 
 
-@dataclass
-class _Failure:
-    status: int
-    body: Any
-    headers: dict[str, str]
-    times: int
-    delay: float = 0.0
-    action: str = "respond"  # respond | hang | disconnect
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, dict(headers or {})
-
-
-_REC: web.RequestKey[RecordedRequest] = web.RequestKey("azure_emulator_record", RecordedRequest)
-_RID: web.RequestKey[str] = web.RequestKey("azure_emulator_request_id", str)
-_PARSE_ERROR: web.RequestKey[_Reject] = web.RequestKey("azure_emulator_parse_error", _Reject)
-
-
-def _azure(status: int, code: str, message: str) -> _Reject:
-    return _Reject(status, {"error": {"code": code, "message": message}})
-
-
-def _param(message: str, param: str | None, code: str) -> _Reject:
-    return _Reject(400, {"error": {"message": message, "type": "invalid_request_error", "param": param,
-                                   "code": code}})
+def _param(message: str, param: str | None, code: str) -> Reject:
+    return Reject(400, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                  "code": code}})
 
 
 def _render(w: int, h: int, fmt: str, seed: int) -> str:
@@ -100,8 +64,8 @@ def _render(w: int, h: int, fmt: str, seed: int) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-class AzureEmulator:
-    """One Azure OpenAI resource on 127.0.0.1.
+class AzureEmulator(LoopbackEmulator):
+    """One Azure OpenAI resource on 127.0.0.1. Failures are queued for the ``"edit"`` routes.
 
     Arguments: ``api_key``; ``deployments`` (deployment name → model family, default one deployment per
     gpt-image model named after it); ``api_versions`` accepted on deployment routes; ``input_mimes``
@@ -109,26 +73,24 @@ class AzureEmulator:
     ``hang`` never answers edits; ``region`` for ``x-ms-region``.
     """
 
+    failure_route = "edit"
+
     def __init__(self, api_key: str = "azure-key", *, deployments: Mapping[str, str] | None = None,
                  api_versions: tuple[str, ...] = EDIT_API_VERSIONS,
                  input_mimes: tuple[str, ...] = ("image/png", "image/jpeg"), latency: float = 0.0,
                  hang: bool = False, region: str = "swedencentral", host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(latency=latency, hang=hang, host=host, port=port)
         self.api_key = api_key
         self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
         self.api_versions = api_versions
         self.input_mimes = input_mimes
-        self.latency, self.hang, self.region = latency, hang, region
-        self.host, self.port = host, port
-        self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
+        self.region = region
 
-    # ------------------------------------------------------------------ lifecycle and helpers
+    # ------------------------------------------------------------------ routes and helpers
     @property
     def base_url(self) -> str:
         """The resource endpoint, like ``https://{resource}.openai.azure.com``."""
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     @property
     def v1_base_url(self) -> str:
@@ -138,58 +100,26 @@ class AzureEmulator:
     def edit_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/images/edits")]
 
-    async def start(self) -> AzureEmulator:
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024 * 1024)
-        app.router.add_post("/openai/deployments/{deployment}/images/edits", self._deployment_edit)
-        app.router.add_post("/openai/v1/images/edits", self._v1_edit)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
-        return self
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/openai/deployments/{deployment}/images/edits", self._deployment_edit)
+        router.add_post("/openai/v1/images/edits", self._v1_edit)
+        router.add_route("*", "/{tail:.*}", self._not_found)
 
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            self._closing.set()
-            await runner.cleanup()
+    def _canned(self, kind: str, retry_after: float | None) -> Canned:
+        """One of :data:`INJECTABLE`: the error shapes of providers.md §3.5 and the Azure column of §7."""
+        wait = 5 if retry_after is None else round(retry_after)
 
-    async def __aenter__(self) -> AzureEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def fail_next(self, status: int, body: dict[str, Any] | str, headers: Mapping[str, str] | None = None,
-                  times: int = 1, *, delay: float = 0.0) -> None:
-        """Answer the next ``times`` edits (after auth and routing checks) with this canned response."""
-        self._failures.append(_Failure(status, body, dict(headers or {}), times, delay))
-
-    def inject(self, kind: str, *, times: int = 1, retry_after: int = 5, delay: float = 0.0) -> None:
-        """Queue one of :data:`INJECTABLE`: the error shapes of providers.md §3.5 and the §7 rows."""
-        if kind in ("hang", "disconnect"):
-            self._failures.append(_Failure(0, None, {}, times, delay, kind))
-            return
-        if kind not in INJECTABLE:
-            raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
-        status, body, headers = self._canned(kind, retry_after)
-        self._failures.append(_Failure(status, body, headers, times, delay))
-
-    @staticmethod
-    def _canned(kind: str, wait: int) -> tuple[int, dict[str, Any], dict[str, str]]:
         def err(code: str, message: str) -> dict[str, Any]:
             return {"error": {"code": code, "message": message}}
 
-        def throttled(seconds: int) -> tuple[int, dict[str, Any], dict[str, str]]:
+        def throttled(seconds: int) -> Canned:
             return 429, err("429", "Requests to the Images_Edit Operation under Azure OpenAI API version "
                             "2025-04-01-preview have exceeded token rate limit of your current AIServices S0 "
                             f"pricing tier. Please retry after {seconds} seconds."), {"retry-after": str(seconds)}
 
         safety = ("Your request was rejected by the safety system. If you believe this is an error, contact us "
-                  "at Azure support ticket and include the request ID {rid}. safety_violations=[violence].")
-        table: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {
+                  "at Azure support ticket and include the request ID {request_id}. safety_violations=[violence].")
+        table: dict[str, Canned] = {
             "invalid_key": (401, err("401", "Access denied due to invalid subscription key or wrong API "
                                      "endpoint. Make sure to provide a valid key for an active subscription "
                                      "and use a correct regional API endpoint for your resource."), {}),
@@ -219,52 +149,17 @@ class AzureEmulator:
             "service_unavailable": (503, err("ServiceUnavailable", "The service is temporarily unable to "
                                              "process your request. Please try again later."), {}),
         }
+        if kind not in table:
+            raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
         return table[kind]
 
     # ------------------------------------------------------------------ plumbing
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        rec = RecordedRequest(request.method, request.path, dict(request.query), CIMultiDict(request.headers),
-                              request.content_type)
-        self.requests.append(rec)
-        request[_REC] = rec
-        rid = str(uuid.uuid4())
-        request[_RID] = rid
-        try:
-            response: web.StreamResponse = await handler(request)
-        except _Reject as exc:
-            body = json.dumps(exc.body).replace("{rid}", rid)
-            response = web.Response(status=exc.status, text=body, content_type="application/json",
-                                    headers=exc.headers)
-        response.headers.update({"apim-request-id": rid, "x-request-id": rid, "x-ms-region": self.region})
-        rec.status = response.status
-        return response
+    def _stamp(self, response: web.StreamResponse, request_id: str, started: float) -> None:
+        response.headers.update({"apim-request-id": request_id, "x-request-id": request_id,
+                                 "x-ms-region": self.region})
 
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            try:
-                await asyncio.wait_for(self._closing.wait(), seconds)
-            except TimeoutError:
-                pass
-
-    async def _failure(self, request: web.Request) -> web.StreamResponse | None:
-        if not self._failures:
-            return None
-        f = self._failures[0]
-        f.times -= 1
-        if f.times <= 0:
-            self._failures.pop(0)
-        await self._sleep(f.delay)
-        if f.action == "hang":
-            await self._closing.wait()
-            raise _azure(503, "ServiceUnavailable", "Emulator shutting down.")
-        if f.action == "disconnect":
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError
-        if isinstance(f.body, dict):
-            raise _Reject(f.status, f.body, f.headers)
-        return web.Response(status=f.status, text=f.body, headers=f.headers, content_type="text/html")
+    def _shutting_down(self) -> Reject:
+        return _azure(503, "ServiceUnavailable", "Emulator shutting down.")
 
     def _check_key(self, request: web.Request, *, bearer: bool) -> None:
         key = request.headers.get("api-key")
@@ -285,7 +180,7 @@ class AzureEmulator:
 
     # ------------------------------------------------------------------ routes
     async def _deployment_edit(self, request: web.Request) -> web.StreamResponse:
-        parts = await self._read(request)
+        parts, parse_error = await self._read(request)
         self._check_key(request, bearer=False)
         if request.query.get("api-version") not in self.api_versions:
             raise _azure(404, "404", "Resource not found")  # missing, or a version without image edits
@@ -294,10 +189,10 @@ class AzureEmulator:
             raise _azure(404, "DeploymentNotFound", "The API deployment for this resource does not exist. If "
                          "you created the deployment within the last 5 minutes, please wait a moment and try "
                          "again.")
-        return await self._edit(request, family, parts)
+        return await self._edit(request, family, parts, parse_error)
 
     async def _v1_edit(self, request: web.Request) -> web.StreamResponse:
-        parts = await self._read(request)
+        parts, parse_error = await self._read(request)
         self._check_key(request, bearer=True)
         if request.query.get("api-version", "v1") not in ("v1", "preview"):
             raise _azure(400, "BadRequest", "API version not supported")
@@ -307,42 +202,27 @@ class AzureEmulator:
         family = self.deployments.get(model)
         if family is None:
             raise _azure(404, "DeploymentNotFound", "The API deployment for this resource does not exist.")
-        return await self._edit(request, family, parts)
+        return await self._edit(request, family, parts, parse_error)
 
-    async def _read(self, request: web.Request) -> list[tuple[str, str | None, str | None, bytes | str]]:
-        rec: RecordedRequest = request[_REC]
+    async def _read(self, request: web.Request) -> tuple[list[Part], Reject | None]:
+        """The form parts, and the error a malformed body gets (answered after the auth and routing checks,
+        as Azure's gateway does)."""
         if request.content_type != "multipart/form-data":
             await request.read()
-            return []
-        parts: list[tuple[str, str | None, str | None, bytes | str]] = []
+            return [], _param("Invalid Content-Type header, expected multipart/form-data.", None, "invalid_value")
         try:
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader):
-                    raise ValueError("nested multipart")
-                data = bytes(await part.read(decode=False))
-                name, ctype = part.name or "", part.headers.get("Content-Type")
-                if part.filename is not None:
-                    parts.append((name, part.filename, ctype, data))
-                    rec.files.append((name, part.filename, ctype, data))
-                    continue
-                value = data.decode()
-                parts.append((name, None, None, value))
-                prev = rec.fields.get(name)
-                rec.fields[name] = value if prev is None else [*(prev if isinstance(prev, list) else [prev]), value]
-        except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:
-            # answered after the auth and routing checks, as Azure's gateway does
-            request[_PARSE_ERROR] = _param(f"Could not parse multipart form: {exc}", None, "invalid_value")
-        return parts
+            parts = await read_multipart(request)
+        except MalformedMultipart as exc:
+            return [], _param(f"Could not parse multipart form: {exc}", None, "invalid_value")
+        request[RECORD].add_parts(parts)
+        return parts, None
 
-    async def _edit(self, request: web.Request, family: str,
-                    parts: list[tuple[str, str | None, str | None, bytes | str]]) -> web.StreamResponse:
-        if (canned := await self._failure(request)) is not None:
+    async def _edit(self, request: web.Request, family: str, parts: list[Part],
+                    parse_error: Reject | None) -> web.StreamResponse:
+        if (canned := await self._failure(request, "edit")) is not None:
             return canned
-        if request.content_type != "multipart/form-data":
-            raise _param("Invalid Content-Type header, expected multipart/form-data.", None, "invalid_value")
-        if _PARSE_ERROR in request:
-            raise request[_PARSE_ERROR]
+        if parse_error is not None:
+            raise parse_error
         raw, images, mask = self._fields(parts)
         prompt = raw.get("prompt")
         if not prompt:
@@ -371,8 +251,7 @@ class AzureEmulator:
             raise _param("Invalid mask: the mask must have the same dimensions as the image.", "mask",
                          "invalid_image_file")
         if self.hang:
-            await self._closing.wait()
-            raise _azure(503, "ServiceUnavailable", "Emulator shutting down.")
+            return await self._hang()
         await self._sleep(self.latency)
         w, h = (1024, 1024) if size == "auto" else map(int, size.split("x"))
         out = _OUT_TOKENS.get(quality, 4160) * w * h // (1024 * 1024)
@@ -386,7 +265,7 @@ class AzureEmulator:
         }, headers={"x-ratelimit-remaining-requests": "59", "x-ratelimit-remaining-tokens": "99000"})
 
     # ------------------------------------------------------------------ validation
-    def _fields(self, parts: list[tuple[str, str | None, str | None, bytes | str]]) -> tuple[
+    def _fields(self, parts: list[Part]) -> tuple[
             dict[str, str], list[tuple[str, str | None, bytes]], tuple[str | None, bytes] | None]:
         raw: dict[str, str] = {}
         images: list[tuple[str, str | None, bytes]] = []

@@ -20,7 +20,6 @@ injected for it). Tasks not yet finished count against a per-model concurrency c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
@@ -29,11 +28,13 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 from PIL import Image
+
+from .base import RECORD, Canned, LoopbackEmulator, RecordedRequest, Reject
 
 __all__ = ["INJECTABLE", "MODELS", "BflEmulator", "RecordedRequest", "Task"]
 
@@ -67,16 +68,6 @@ INJECTABLE = (*HTTP_FAILURES, *OUTCOMES, "hang", "disconnect")
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    json: Any = None
-    status: int | None = None
-
-
-@dataclass
 class Task:
     id: str
     model: str
@@ -90,32 +81,20 @@ class Task:
     sample: str | None = None
 
 
-@dataclass
-class _Failure:
-    on: str
-    status: int
-    body: Any
-    headers: dict[str, str]
-    times: int
-    delay: float = 0.0
-    action: str = "respond"
+class _Reject(Reject):
+    """BFL's FastAPI error body: ``{"detail": <string or list of validation errors>}``."""
 
-
-class _Reject(Exception):
     def __init__(self, status: int, detail: Any, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status, self.body, self.headers = status, {"detail": detail}, dict(headers or {})
-
-
-_REC: web.RequestKey[RecordedRequest] = web.RequestKey("bfl_emulator_record", RecordedRequest)
+        super().__init__(status, {"detail": detail}, headers)
 
 
 def _invalid(field_name: str, msg: str, kind: str = "value_error", value: Any = None) -> _Reject:
     return _Reject(422, [{"type": kind, "loc": ["body", field_name], "msg": msg, "input": value}])
 
 
-class BflEmulator:
-    """BFL on 127.0.0.1: submit, regional polling, expiring delivery.
+class BflEmulator(LoopbackEmulator):
+    """BFL on 127.0.0.1: submit, regional polling, expiring delivery. Failures are queued ``on`` the
+    ``"submit"`` (default), ``"poll"`` or ``"sample"`` route.
 
     Arguments: ``api_key``; ``steps`` (non-terminal statuses a task shows, one per poll, before its
     outcome); ``sample_ttl`` seconds a sample URL lives (default 600); ``concurrency`` per-model caps
@@ -123,33 +102,27 @@ class BflEmulator:
     every submit and poll answer; ``hang`` never answers submits.
     """
 
+    failure_route = "submit"
+
     def __init__(self, api_key: str = "bfl-key", *, steps: Sequence[str] = ("Pending", "Generating"),
                  sample_ttl: float = 600.0, concurrency: Mapping[str, int] | None = None,
                  default_concurrency: int = 24, region: str = "us1", latency: float = 0.0, hang: bool = False,
                  host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(latency=latency, hang=hang, host=host, port=port)
         self.api_key = api_key
         self.steps = tuple(steps)
         self.sample_ttl = sample_ttl
         self.concurrency = {"flux-kontext-max": 6, **(concurrency or {})}
         self.default_concurrency = default_concurrency
-        self.region, self.latency, self.hang = region, latency, hang
-        self.host, self.port = host, port
-        self.requests: list[RecordedRequest] = []
+        self.region = region
         self.tasks: dict[str, Task] = {}
         self.samples: dict[str, tuple[bytes, float]] = {}  # name → (image, expiry)
-        self._urls: dict[str, bytes] = {}
         self._outcomes: list[str] = []
-        self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
 
-    # ------------------------------------------------------------------ lifecycle and helpers
+    # ------------------------------------------------------------------ routes and helpers
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def _requests(self, prefix: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.startswith(prefix)]
+        return self.url
 
     @property
     def submits(self) -> list[RecordedRequest]:
@@ -161,37 +134,14 @@ class BflEmulator:
 
     @property
     def downloads(self) -> list[RecordedRequest]:
-        return self._requests("/delivery/")
+        return [r for r in self.requests if r.path.startswith("/delivery/")]
 
-    async def start(self) -> BflEmulator:
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024 * 1024)
-        app.router.add_post("/v1/{model}", self._submit)
-        app.router.add_get("/v1/get_result", self._poll)
-        app.router.add_get(f"/{self.region}/v1/get_result", self._poll)
-        app.router.add_get("/delivery/{name}", self._sample)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            self._closing.set()
-            await runner.cleanup()
-
-    async def __aenter__(self) -> BflEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def register_url(self, url: str, data: bytes) -> None:
-        """Make an http(s) ``input_image`` URL resolvable (the emulator never touches the network)."""
-        self._urls[url] = data
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/{model}", self._submit)
+        router.add_get("/v1/get_result", self._poll)
+        router.add_get(f"/{self.region}/v1/get_result", self._poll)
+        router.add_get("/delivery/{name}", self._sample)
+        router.add_route("*", "/{tail:.*}", self._not_found)
 
     def expire_samples(self) -> None:
         self.samples = {name: (data, 0.0) for name, (data, _) in self.samples.items()}
@@ -200,13 +150,8 @@ class BflEmulator:
         """Drop a task: polls for it now answer ``Task not found``."""
         self.tasks.pop(task_id, None)
 
-    def fail_next(self, status: int, body: Any, headers: Mapping[str, str] | None = None, times: int = 1, *,
-                  on: str = "submit", delay: float = 0.0) -> None:
-        """Answer the next ``times`` requests ``on`` "submit", "poll" or "sample" with this response."""
-        self._failures.append(_Failure(on, status, body, dict(headers or {}), times, delay))
-
-    def inject(self, kind: str, *, times: int = 1, on: str = "submit", retry_after: int = 1,
-               delay: float = 0.0) -> None:
+    def inject(self, kind: str, *, times: int = 1, retry_after: float | None = None, delay: float = 0.0,
+               on: str | EllipsisType | None = ...) -> None:
         """Queue one of :data:`INJECTABLE` (the BFL column of providers.md §7).
 
         HTTP failures answer the next ``times`` requests ``on`` a route; the outcomes (``error_status``,
@@ -215,44 +160,27 @@ class BflEmulator:
         if kind in OUTCOMES:
             self._outcomes.extend([OUTCOMES[kind]] * times)
             return
-        if kind in ("hang", "disconnect"):
-            self._failures.append(_Failure(on, 0, None, {}, times, delay, kind))
-            return
-        table: dict[str, tuple[int, Any, dict[str, str]]] = {
+        super().inject(kind, times=times, retry_after=retry_after, delay=delay, on=on)
+
+    def _canned(self, kind: str, retry_after: float | None) -> Canned:
+        wait = 1 if retry_after is None else round(retry_after)
+        table: dict[str, Canned] = {
             "not_authenticated": (401, {"detail": "Not authenticated"}, {}),
             "forbidden": (403, {"detail": "API key does not have permission for this endpoint"}, {}),
             "validation": (422, _invalid("seed", "Input should be a valid integer").body, {}),
             "insufficient_credits": (402, {"detail": "Insufficient credits. Please add credits to continue."},
                                      {}),
             "rate_limit": (429, {"detail": "You have exceeded the number of active tasks."},
-                           {"Retry-After": str(retry_after)}),
+                           {"Retry-After": str(wait)}),
             "server_error": (500, {"detail": "Internal Server Error"}, {}),
             "unavailable": (503, {"detail": "Service temporarily unavailable for maintenance"}, {}),
         }
         if kind not in table:
             raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
-        status, body, headers = table[kind]
-        self._failures.append(_Failure(on, status, body, headers, times, delay))
+        return table[kind]
 
-    # ------------------------------------------------------------------ plumbing
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        rec = RecordedRequest(request.method, request.path, dict(request.query), CIMultiDict(request.headers))
-        self.requests.append(rec)
-        request[_REC] = rec
-        try:
-            response: web.StreamResponse = await handler(request)
-        except _Reject as exc:
-            response = web.json_response(exc.body, status=exc.status, headers=exc.headers)
-        rec.status = response.status
-        return response
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            try:
-                await asyncio.wait_for(self._closing.wait(), seconds)
-            except TimeoutError:
-                pass
+    def _shutting_down(self) -> Reject:
+        return _Reject(503, "Emulator shutting down.")
 
     def _check_key(self, request: web.Request) -> None:
         key = request.headers.get("x-key")
@@ -260,25 +188,6 @@ class BflEmulator:
             raise _Reject(401, "Not authenticated")
         if key != self.api_key:
             raise _Reject(403, "Invalid API key")
-
-    async def _failure(self, request: web.Request, on: str) -> web.StreamResponse | None:
-        f = next((f for f in self._failures if f.on == on), None)
-        if f is None:
-            return None
-        f.times -= 1
-        if f.times <= 0:
-            self._failures.remove(f)
-        await self._sleep(f.delay)
-        if f.action == "hang":
-            await self._closing.wait()
-            raise _Reject(503, "Emulator shutting down.")
-        if f.action == "disconnect":
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError
-        if isinstance(f.body, dict | list):
-            return web.json_response(f.body, status=f.status, headers=f.headers)
-        return web.Response(status=f.status, text=str(f.body), headers=f.headers)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -296,7 +205,7 @@ class BflEmulator:
         if request.content_type != "application/json":
             raise _invalid("body", "Input should be a valid dictionary", "model_attributes_type")
         try:
-            body = request[_REC].json = json.loads(raw)
+            body = request[RECORD].json = json.loads(raw)
         except ValueError:
             raise _invalid("body", "JSON decode error", "json_invalid") from None
         if not isinstance(body, dict):
@@ -308,8 +217,7 @@ class BflEmulator:
             raise _Reject(429, f"You have exceeded the number of active tasks ({active}) for {name}.",
                           {"Retry-After": "1"})
         if self.hang:
-            await self._closing.wait()
-            raise _Reject(503, "Emulator shutting down.")
+            return await self._hang()
         await self._sleep(self.latency)
         out_mp = size[0] * size[1] / 1_000_000
         cost = model.first if model.kind == "kontext" else round(

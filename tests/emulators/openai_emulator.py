@@ -16,7 +16,6 @@ rather than guessed silently: see ``strict_response_format``, ``unknown_model_st
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
@@ -30,14 +29,14 @@ import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from aiohttp.multipart import content_disposition_filename, parse_content_disposition
-from multidict import CIMultiDict
+from aiohttp import web
 from PIL import Image
+
+from .base import RECORD, Canned, LoopbackEmulator, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
 
 try:  # orjson is a project dependency; fall back to json so the emulator also runs without it.
     import orjson
@@ -192,40 +191,12 @@ _PALETTE = (
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _SIZE_RE = re.compile(r"(\d{1,6})x(\d{1,6})")
-_CD_RE = re.compile(r'form-data; name="([^"\\%]*)"(?:; filename="([^"\\%]*)")?')
 _DATA_URL_RE = re.compile(r"data:([^;,]*)((?:;[^;,]*)*?);base64,(.*)", re.DOTALL)
-
-_REQUEST_ID: web.RequestKey[str] = web.RequestKey("openai_emulator_request_id", str)
-_RECORD: web.RequestKey[RecordedRequest | None] = web.RequestKey("openai_emulator_record")
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Public data types
 # ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the emulator received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    content_type: str
-    #: text form fields; a repeated field becomes a list of its values, in order.
-    fields: dict[str, Any] = field(default_factory=dict)
-    #: file parts: (field_name, filename, content_type, bytes), in wire order.
-    files: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
-    #: decoded JSON body (JSON requests only).
-    json: Any = None
-    request_id: str = ""
-    #: HTTP status the emulator answered with (None while in flight / if the connection was dropped).
-    status: int | None = None
-    received_at: float = 0.0
-
-    def files_named(self, name: str) -> list[tuple[str, str | None, str | None, bytes]]:
-        return [f for f in self.files if f[0] == name]
 
 
 @dataclass
@@ -251,19 +222,9 @@ class StoredFile:
         }
 
 
-@dataclass
-class _Failure:
-    status: int
-    body: Any
-    headers: dict[str, str]
-    times: int
-    path: str | None
-    delay: float = 0.0
-    content_type: str = "application/json"
-    action: str = "respond"  # "respond" | "hang" | "disconnect"
+class _APIError(Reject):
+    """OpenAI's error envelope: ``{"error": {"message", "type", "param", "code"}}``."""
 
-
-class _APIError(Exception):
     def __init__(
         self,
         status: int,
@@ -274,10 +235,8 @@ class _APIError(Exception):
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-        self.headers = dict(headers or {})
+        super().__init__(status, {"error": {"message": message, "type": type, "param": param, "code": code}},
+                         headers)
 
 
 @dataclass
@@ -493,24 +452,6 @@ def _probe(data: bytes) -> tuple[str, int, int, str, bool] | None:
         return None
 
 
-def _content_disposition(header: str | None) -> tuple[str, str | None]:
-    """(name, filename) of a form-data part.
-
-    Fast path for the plain ``form-data; name="x"; filename="y"`` shape every common client sends; anything
-    else (RFC 5987 ``filename*``, escapes, odd spacing) goes through aiohttp's full parser, which is correct
-    but costs ~100 us per call.
-    """
-    if header is not None:
-        m = _CD_RE.fullmatch(header)
-        if m is not None:
-            return m.group(1), m.group(2)
-    disptype, params = parse_content_disposition(header)
-    name = content_disposition_filename(params, "name")
-    if disptype != "form-data" or name is None:
-        raise ValueError("part without a form-data name")
-    return name, content_disposition_filename(params, "filename")
-
-
 def _norm_mime(ct: str | None) -> str | None:
     if ct is None:
         return None
@@ -595,7 +536,7 @@ INJECTABLE = (
 )
 
 
-class OpenAIEmulator:
+class OpenAIEmulator(LoopbackEmulator):
     """Strict OpenAI ``/v1/images/edits`` emulator on 127.0.0.1 (ephemeral port by default).
 
     Constructor arguments:
@@ -614,7 +555,12 @@ class OpenAIEmulator:
         multipart_moderation: accept ``moderation`` in multipart bodies ([UNCONFIRMED] upstream).
         extra_params: further parameter names to accept and ignore (e.g. newer SDK fields).
         record: keep ``requests``; turn off for long load tests.
+
+    Failures are queued ``on`` a request path (default ``/v1/images/edits``; ``None``: every route).
     """
+
+    failure_route = "/v1/images/edits"
+    shutdown_timeout = 2.0
 
     def __init__(
         self,
@@ -635,19 +581,15 @@ class OpenAIEmulator:
         organization: str = "org-emulator",
         openai_version: str = "2020-10-01",
     ) -> None:
+        super().__init__(latency=latency, hang=hang, host=host, port=port, record=record)
         self.api_key = api_key
-        self.latency = latency
-        self.hang = hang
         self.validate = validate
         self.strict_response_format = strict_response_format
-        self.host = host
-        self.port = port
         self.models: dict[str, str] = dict(DEFAULT_MODELS if models is None else models)
         self.default_model = default_model
         if unknown_model_status not in (400, 404):
             raise ValueError("unknown_model_status must be 400 or 404")
         self.unknown_model_status = unknown_model_status
-        self.record = record
         self.organization = organization
         self.openai_version = openai_version
 
@@ -657,36 +599,20 @@ class OpenAIEmulator:
         )
         self._json_params = JSON_PARAMS | extra
 
-        #: every request received (all routes), oldest first.
-        self.requests: list[RecordedRequest] = []
         #: http(s) image URLs JSON edits referenced, in order (whether registered or not).
         self.url_requests: list[str] = []
         #: Files API store: id -> StoredFile.
         self.files: dict[str, StoredFile] = {}
-        self._urls: dict[str, bytes] = {}
         self._served: OrderedDict[str, bytes] = OrderedDict()
-        self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def url(self) -> str:
-        """Server root, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
         """OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"{self.url}/v1"
 
-    async def start(self) -> OpenAIEmulator:
-        if self._runner is not None:
-            return self
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._middleware], client_max_size=1024 * MB)
-        r = app.router
+    def _routes(self, r: web.UrlDispatcher) -> None:
         r.add_post("/v1/images/edits", self._handle_edits)
         r.add_post("/v1/files", self._handle_file_upload)
         r.add_get("/v1/files", self._handle_file_list)
@@ -695,27 +621,6 @@ class OpenAIEmulator:
         r.add_get("/v1/files/{file_id}/content", self._handle_file_content)
         r.add_get("/files/{name}", self._handle_served_image)
         r.add_route("*", "/{tail:.*}", self._handle_not_found)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        if runner.addresses:
-            self.port = runner.addresses[0][1]
-        self._runner = runner
-        return self
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._closing.set()  # wakes hanging / sleeping handlers
-        await runner.cleanup()
-
-    async def __aenter__(self) -> OpenAIEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def __repr__(self) -> str:
         return f"<OpenAIEmulator {self.base_url} requests={len(self.requests)}>"
@@ -736,17 +641,6 @@ class OpenAIEmulator:
         self.requests.clear()
         self.url_requests.clear()
 
-    def reset_failures(self) -> None:
-        self._failures.clear()
-
-    @property
-    def pending_failures(self) -> int:
-        return sum(f.times for f in self._failures)
-
-    def register_url(self, url: str, data: bytes) -> None:
-        """Make a JSON-edit ``image_url`` resolvable (the emulator never fetches the network)."""
-        self._urls[url] = bytes(data)
-
     def add_file(self, data: bytes, filename: str = "image.png", purpose: str = "vision") -> str:
         """Store a file as if uploaded through ``POST /v1/files``; returns its id."""
         fid = "file-" + secrets.token_urlsafe(16).replace("-", "A").replace("_", "b")[:22]
@@ -754,45 +648,11 @@ class OpenAIEmulator:
         self.files[fid] = StoredFile(fid, filename, purpose, bytes(data), ct, int(time.time()))
         return fid
 
-    def fail_next(
-        self,
-        status: int,
-        body: dict[str, Any] | str | bytes,
-        headers: Mapping[str, str] | None = None,
-        times: int = 1,
-        *,
-        path: str | None = "/v1/images/edits",
-        delay: float = 0.0,
-        content_type: str | None = None,
-    ) -> None:
-        """Queue a canned answer for the next ``times`` matching requests (after auth, before validation).
+    def _canned(self, kind: str, retry_after: float | None) -> Canned:
+        """A realistic §1.7 failure; ``kind`` is one of :data:`INJECTABLE`."""
+        if retry_after is None:
+            retry_after = 2.0
 
-        ``body`` may contain ``{request_id}`` / ``{model}`` placeholders. ``path=None`` matches every route.
-        """
-        if content_type is None:
-            content_type = "application/json" if isinstance(body, dict) else "text/html"
-        self._failures.append(_Failure(status, body, dict(headers or {}), times, path, delay, content_type))
-
-    def inject(
-        self,
-        kind: str,
-        *,
-        times: int = 1,
-        retry_after: float = 2.0,
-        message: str | None = None,
-        delay: float = 0.0,
-        path: str | None = "/v1/images/edits",
-    ) -> None:
-        """Queue a realistic §1.7 failure; ``kind`` is one of :data:`INJECTABLE`."""
-        if kind in ("hang", "disconnect"):
-            self._failures.append(_Failure(0, None, {}, times, path, delay, action=kind))
-            return
-        status, body, headers, ctype = self._canned(kind, retry_after)
-        if message is not None and isinstance(body, dict):
-            body["error"]["message"] = message
-        self._failures.append(_Failure(status, body, headers, times, path, delay, ctype))
-
-    def _canned(self, kind: str, retry_after: float) -> tuple[int, Any, dict[str, str], str]:
         def err(
             message: str, type_: str, param: str | None = None, code: str | None = None
         ) -> dict[str, Any]:
@@ -809,7 +669,6 @@ class OpenAIEmulator:
                     code="invalid_api_key",
                 ),
                 {},
-                "application/json",
             )
         if kind == "org_not_verified":
             return (
@@ -822,10 +681,9 @@ class OpenAIEmulator:
                     "invalid_request_error",
                 ),
                 {},
-                "application/json",
             )
         if kind == "unknown_parameter":
-            return 400, _unknown_param("input_fidelity").body, {}, "application/json"
+            return 400, _unknown_param("input_fidelity").body, {}
         if kind == "invalid_input_fidelity_model":
             return (
                 400,
@@ -836,14 +694,13 @@ class OpenAIEmulator:
                     "invalid_input_fidelity_model",
                 ),
                 {},
-                "application/json",
             )
         if kind == "duplicate_parameter":
-            return 400, _duplicate("image").body, {}, "application/json"
+            return 400, _duplicate("image").body, {}
         if kind == "unsupported_file_mimetype":
-            return 400, _bad_mime("image", "application/octet-stream").body, {}, "application/json"
+            return 400, _bad_mime("image", "application/octet-stream").body, {}
         if kind == "invalid_image_file":
-            return 400, _invalid_image(_Img("image", 1, b"", None)).body, {}, "application/json"
+            return 400, _invalid_image(_Img("image", 1, b"", None)).body, {}
         if kind in ("moderation_blocked", "moderation_blocked_output"):
             stage = "output" if kind.endswith("output") else "input"
             body = err(
@@ -854,7 +711,7 @@ class OpenAIEmulator:
                 code="moderation_blocked",
             )
             body["error"]["moderation_details"] = {"moderation_stage": stage, "categories": ["sexual"]}
-            return 400, body, {}, "application/json"
+            return 400, body, {}
         if kind == "content_policy_violation":
             return (
                 400,
@@ -866,7 +723,6 @@ class OpenAIEmulator:
                     code="content_policy_violation",
                 ),
                 {},
-                "application/json",
             )
         if kind == "rate_limit":
             return (
@@ -886,7 +742,6 @@ class OpenAIEmulator:
                     "x-ratelimit-remaining-requests": "0",
                     "x-ratelimit-reset-requests": f"{secs}s",
                 },
-                "application/json",
             )
         if kind == "insufficient_quota":
             return (
@@ -899,7 +754,6 @@ class OpenAIEmulator:
                     code="insufficient_quota",
                 ),
                 {},
-                "application/json",
             )
         if kind == "server_error":
             return (
@@ -908,14 +762,12 @@ class OpenAIEmulator:
                     "The server had an error while processing your request. Sorry about that!", "server_error"
                 ),
                 {},
-                "application/json",
             )
         if kind == "service_unavailable":
             return (
                 503,
                 err("The server is overloaded or not ready yet.", "server_error"),
                 {},
-                "application/json",
             )
         if kind in ("bad_gateway", "gateway_timeout"):
             code, text = (502, "Bad Gateway") if kind == "bad_gateway" else (504, "Gateway Time-out")
@@ -924,27 +776,13 @@ class OpenAIEmulator:
                 f"<center><h1>{code} {text}</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
                 "</body>\r\n</html>\r\n"
             )
-            return code, html, {}, "text/html"
+            return code, html, {}
         raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
 
     # ---------------------------------------------------------------- plumbing
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        t0 = time.perf_counter()
-        rid = "req_" + uuid.uuid4().hex
-        request[_REQUEST_ID] = rid
-        request[_RECORD] = None
-        try:
-            resp: web.StreamResponse = await handler(request)
-        except _APIError as e:
-            resp = self._error_response(e)
-        if not resp.prepared:
-            self._stamp(resp, rid, t0)
-        rec = request[_RECORD]
-        if rec is not None:
-            rec.status = resp.status
-        return resp
+    def _new_request_id(self) -> str:
+        return "req_" + uuid.uuid4().hex
 
     def _stamp(self, resp: web.StreamResponse, rid: str, t0: float) -> None:
         h = resp.headers
@@ -957,8 +795,11 @@ class OpenAIEmulator:
     def _json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
         return web.Response(body=_dumps(obj), status=status, content_type="application/json", headers=headers)
 
-    def _error_response(self, e: _APIError) -> web.Response:
-        return self._json_response(e.body, e.status, e.headers)
+    def _reject_response(self, exc: Reject) -> web.Response:
+        return self._json_response(exc.body, exc.status, exc.headers)
+
+    def _shutting_down(self) -> Reject:
+        return _APIError(503, "Emulator shutting down.", type="server_error")
 
     def _check_auth(self, request: web.Request) -> None:
         if self.api_key is None:
@@ -983,116 +824,24 @@ class OpenAIEmulator:
                 code="invalid_api_key",
             )
 
-    def _new_record(self, request: web.Request) -> RecordedRequest:
-        rec = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers=CIMultiDict(request.headers),
-            content_type=request.content_type,
-            request_id=request[_REQUEST_ID],
-            received_at=time.time(),
-        )
-        if self.record:
-            self.requests.append(rec)
-            request[_RECORD] = rec
-        return rec
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
+    async def _read_multipart(self, request: web.Request) -> list[Part]:
         try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
-
-    async def _hang(self) -> web.Response:
-        await self._closing.wait()
-        return self._json_response(
-            {
-                "error": {
-                    "message": "Emulator shutting down.",
-                    "type": "server_error",
-                    "param": None,
-                    "code": None,
-                }
-            },
-            503,
-        )
-
-    def _take_failure(self, path: str) -> _Failure | None:
-        for i, f in enumerate(self._failures):
-            if f.path is None or f.path == path:
-                f.times -= 1
-                if f.times <= 0:
-                    del self._failures[i]
-                return f
-        return None
-
-    async def _apply_failure(self, request: web.Request, f: _Failure, model: str) -> web.StreamResponse:
-        await self._sleep(f.delay)
-        if f.action == "hang":
-            return await self._hang()
-        if f.action == "disconnect":
-            transport = request.transport
-            if transport is not None:
-                transport.abort()
-            raise asyncio.CancelledError
-        if isinstance(f.body, dict):
-            body = json.dumps(f.body).replace("{request_id}", request[_REQUEST_ID]).replace("{model}", model)
-            data = body.encode()
-        elif isinstance(f.body, str):
-            data = f.body.encode()
-        else:
-            data = bytes(f.body)
-        return web.Response(body=data, status=f.status, headers=f.headers, content_type=f.content_type)
-
-    async def _read_multipart(
-        self, request: web.Request
-    ) -> list[tuple[str, str | None, str | None, bytes | str]]:
-        """All parts in wire order: (name, filename, content_type, bytes for files | str for text)."""
-        parts: list[tuple[str, str | None, str | None, bytes | str]] = []
-        try:
-            reader = await request.multipart()
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                if not isinstance(part, BodyPartReader):
-                    raise ValueError("nested multipart")
-                name, filename = _content_disposition(part.headers.get("Content-Disposition"))
-                data = bytes(await part.read(decode=False))
-                ct = part.headers.get("Content-Type")
-                if filename is not None:
-                    parts.append((name, filename, ct, data))
-                else:
-                    parts.append((name, None, ct, data.decode(part.get_charset("utf-8"))))
-        except (ValueError, AssertionError, LookupError, UnicodeDecodeError, RuntimeError, Warning) as e:
+            return await read_multipart(request)
+        except MalformedMultipart as e:
             raise _APIError(400, f"Could not parse multipart form: {e}") from None
-        return parts
 
     # ---------------------------------------------------------------- /v1/images/edits
 
     async def _handle_edits(self, request: web.Request) -> web.StreamResponse:
-        rec = self._new_record(request)
+        rec = request[RECORD]
         parse_error: _APIError | None = None
-        parts: list[tuple[str, str | None, str | None, bytes | str]] = []
+        parts: list[Part] = []
         body: Any = None
         ctype = request.content_type
         try:
             if ctype == "multipart/form-data":
                 parts = await self._read_multipart(request)
-                for name, filename, pct, value in parts:
-                    if isinstance(value, bytes):
-                        rec.files.append((name, filename, pct, value))
-                    else:
-                        prev = rec.fields.get(name)
-                        if prev is None:
-                            rec.fields[name] = value
-                        elif isinstance(prev, list):
-                            prev.append(value)
-                        else:
-                            rec.fields[name] = [prev, value]
+                rec.add_parts(parts)
             elif ctype == "application/json":
                 raw = await request.read()
                 try:
@@ -1124,11 +873,11 @@ class OpenAIEmulator:
             if body is None
             else (body.get("model") if isinstance(body, dict) else None)
         )
-        failure = self._take_failure(request.path)
-        if failure is not None:
-            return await self._apply_failure(
-                request, failure, model_hint if isinstance(model_hint, str) else self.default_model
-            )
+        canned = await self._failure(
+            request, request.path, model=model_hint if isinstance(model_hint, str) else self.default_model
+        )
+        if canned is not None:
+            return canned
         if parse_error is not None:
             raise parse_error
         edit = self._parse_multipart_edit(parts) if body is None else self._parse_json_edit(body)
@@ -1155,7 +904,7 @@ class OpenAIEmulator:
             raise _invalid_value("model", model, self.models)
         return model, family
 
-    def _parse_multipart_edit(self, parts: list[tuple[str, str | None, str | None, bytes | str]]) -> _Edit:
+    def _parse_multipart_edit(self, parts: list[Part]) -> _Edit:
         # 1. names: unknown / duplicated / wrong kind
         counts: dict[str, int] = {}
         for name, _fn, _ct, _value in parts:
@@ -1671,7 +1420,7 @@ class OpenAIEmulator:
                 **_RATE_HEADERS,
             },
         )
-        self._stamp(resp, request[_REQUEST_ID], time.perf_counter())
+        self._stamp(resp, request[RECORD].request_id, time.perf_counter())
         steps = edit.partial_images + 1
         w, h = edit.size
         transparent = edit.background == "transparent"
@@ -1710,7 +1459,6 @@ class OpenAIEmulator:
     # ---------------------------------------------------------------- other routes
 
     async def _handle_served_image(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         name = request.match_info["name"]
         data = self._served.get(name.removesuffix(".png"))
         if data is None or not name.endswith(".png"):
@@ -1723,14 +1471,13 @@ class OpenAIEmulator:
         return web.Response(body=data, content_type="image/png")
 
     async def _handle_not_found(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         await request.read()
         raise _APIError(404, f"Invalid URL ({request.method} {request.path})")
 
     async def _handle_file_upload(self, request: web.Request) -> web.StreamResponse:
-        rec = self._new_record(request)
+        rec = request[RECORD]
         parse_error = None
-        parts: list[tuple[str, str | None, str | None, bytes | str]] = []
+        parts: list[Part] = []
         if request.content_type == "multipart/form-data":
             try:
                 parts = await self._read_multipart(request)
@@ -1741,15 +1488,11 @@ class OpenAIEmulator:
             parse_error = _APIError(
                 400, "Invalid Content-Type header, expected multipart/form-data.", param=None
             )
-        for name, filename, ct, value in parts:
-            if isinstance(value, bytes):
-                rec.files.append((name, filename, ct, value))
-            else:
-                rec.fields[name] = value
+        rec.add_parts(parts)
         self._check_auth(request)
-        failure = self._take_failure(request.path)
-        if failure is not None:
-            return await self._apply_failure(request, failure, self.default_model)
+        canned = await self._failure(request, request.path, model=self.default_model)
+        if canned is not None:
+            return canned
         if parse_error is not None:
             raise parse_error
         allowed = {"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"}
@@ -1785,22 +1528,18 @@ class OpenAIEmulator:
         return stored
 
     async def _handle_file_get(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         return self._json_response(self._get_stored(request).to_json())
 
     async def _handle_file_content(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         stored = self._get_stored(request)
         return web.Response(body=stored.data, content_type=stored.content_type or "application/octet-stream")
 
     async def _handle_file_delete(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         stored = self._get_stored(request)
         del self.files[stored.id]
         return self._json_response({"id": stored.id, "object": "file", "deleted": True})
 
     async def _handle_file_list(self, request: web.Request) -> web.StreamResponse:
-        self._new_record(request)
         self._check_auth(request)
         purpose = request.query.get("purpose")
         data = [f.to_json() for f in self.files.values() if purpose is None or f.purpose == purpose]

@@ -90,6 +90,14 @@ async def post_json(
         return r.status, CIMultiDict(r.headers), await r.json(content_type=None)
 
 
+async def post_raw(
+    http: aiohttp.ClientSession, emu: OpenAIEmulator, body: bytes, content_type: str
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": content_type}
+    async with http.post(emu.base_url + EDITS, data=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
 def err(body: dict[str, Any]) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     assert {"message", "type", "param", "code"} <= set(body["error"])
@@ -432,10 +440,9 @@ async def test_malformed_multipart_is_400(
         + make_image()
         + b'\r\n--b0\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx\r\n--b0--\r\n'
     )
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "multipart/form-data; boundary=b0"}
-    async with http.post(emu.base_url + EDITS, data=body, headers=headers) as r:
-        assert r.status == 400, await r.text()
-        err(await r.json())
+    status, res = await post_raw(http, emu, body, "multipart/form-data; boundary=b0")
+    assert status == 400, res
+    err(res)
 
 
 async def test_image_sent_as_string(http: aiohttp.ClientSession, emu: OpenAIEmulator) -> None:
@@ -586,12 +593,8 @@ async def test_invalid_url_and_content_type(http: aiohttp.ClientSession, emu: Op
     async with http.get(emu.base_url + "/nope") as r:
         assert r.status == 404 and r.headers["x-request-id"]
         assert (await r.json())["error"]["message"] == "Invalid URL (GET /v1/nope)"
-    async with http.post(
-        emu.base_url + EDITS,
-        data=b"x",
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "text/plain"},
-    ) as r:
-        assert r.status == 400
+    status, _ = await post_raw(http, emu, b"x", "text/plain")
+    assert status == 400
 
 
 # ----------------------------------------------------------------------------------------------- JSON variant
@@ -691,13 +694,8 @@ async def test_json_rejections(
 
 
 async def test_json_unparseable(http: aiohttp.ClientSession, emu: OpenAIEmulator) -> None:
-    async with http.post(
-        emu.base_url + EDITS,
-        data=b"{nope",
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-    ) as r:
-        assert r.status == 400
-        assert "could not parse the JSON body" in (await r.json())["error"]["message"]
+    status, res = await post_raw(http, emu, b"{nope", "application/json")
+    assert status == 400 and "could not parse the JSON body" in err(res)["message"]
 
 
 # ------------------------------------------------------------------------------------------ failure injection

@@ -15,21 +15,20 @@ ephemeral URLs served by the emulator under ``/imgen/`` (``url_ttl`` seconds, th
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 from PIL import Image
+
+from .base import RECORD, Canned, LoopbackEmulator, RecordedRequest, Reject
 
 __all__ = ["DEFAULT_MODELS", "INJECTABLE", "RecordedRequest", "XaiEmulator"]
 
@@ -47,44 +46,22 @@ INVALID = "Client specified an invalid argument"
 EXHAUSTED = "Some resource has been exhausted"
 INJECTABLE = ("invalid_api_key", "invalid_argument", "moderation", "permission_denied", "model_not_found",
               "credits_exhausted", "capacity", "relayed_moderation", "relayed_server_error", "server_error",
-              "service_unavailable", "hang", "disconnect")
+              "service_unavailable", "url_expired", "hang", "disconnect")
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: CIMultiDict[str]
-    content_type: str
-    json: Any = None
-    status: int | None = None
+class _Reject(Reject):
+    """xAI's flat error body: ``{"code": "<gRPC status text>", "error": "<message>"}``."""
 
-
-@dataclass
-class _Failure:
-    status: int
-    body: Any
-    headers: dict[str, str]
-    times: int
-    delay: float = 0.0
-    action: str = "respond"  # respond | hang | disconnect
-
-
-class _Reject(Exception):
     def __init__(self, status: int, error: str, code: str = INVALID, **extra: Any) -> None:
-        super().__init__(error)
-        self.status, self.body = status, {"code": code, "error": error, **extra}
-
-
-_REC: web.RequestKey[RecordedRequest] = web.RequestKey("xai_emulator_record", RecordedRequest)
+        super().__init__(status, {"code": code, "error": error, **extra})
 
 
 def _unsupported(name: str) -> _Reject:
     return _Reject(400, f"Argument not supported: {name}")
 
 
-class XaiEmulator:
-    """xAI's ``/v1/images/edits`` on 127.0.0.1.
+class XaiEmulator(LoopbackEmulator):
+    """xAI's ``/v1/images/edits`` on 127.0.0.1. Failures are queued for the ``"edit"`` route.
 
     Arguments: ``api_key``; ``models`` (id → (USD per output image, USD per input image));
     ``latency`` before successful answers; ``hang`` never answers; ``answer_urls`` answers with URLs even
@@ -92,26 +69,20 @@ class XaiEmulator:
     ``cost_ticks`` overrides the reported ``usage.cost_in_usd_ticks``.
     """
 
+    failure_route = "edit"
+
     def __init__(self, api_key: str = "xai-key", *, models: Mapping[str, tuple[float, float]] | None = None,
                  latency: float = 0.0, hang: bool = False, answer_urls: bool = False, url_ttl: float = 300.0,
                  cost_ticks: int | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(latency=latency, hang=hang, host=host, port=port)
         self.api_key = api_key
         self.models = dict(DEFAULT_MODELS if models is None else models)
-        self.latency, self.hang, self.answer_urls, self.url_ttl = latency, hang, answer_urls, url_ttl
+        self.answer_urls, self.url_ttl = answer_urls, url_ttl
         self.cost_ticks = cost_ticks
-        self.host, self.port = host, port
-        self.requests: list[RecordedRequest] = []
         self.served: dict[str, tuple[bytes, float]] = {}  # name → (jpeg, expiry)
-        self._urls: dict[str, bytes] = {}
-        self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
+        self._expired_answers = 0  # answers still to give as URLs that have already expired
 
-    # ------------------------------------------------------------------ lifecycle and helpers
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
+    # ------------------------------------------------------------------ routes and helpers
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
@@ -124,49 +95,28 @@ class XaiEmulator:
     def downloads(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.startswith("/imgen/")]
 
-    async def start(self) -> XaiEmulator:
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._middleware], client_max_size=512 * 1024 * 1024)
-        app.router.add_post("/v1/images/edits", self._edit)
-        app.router.add_get("/imgen/{name}", self._served)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            self._closing.set()
-            await runner.cleanup()
-
-    async def __aenter__(self) -> XaiEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def register_url(self, url: str, data: bytes) -> None:
-        """Make an http(s) image reference resolvable (the emulator never touches the network)."""
-        self._urls[url] = data
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/images/edits", self._edit)
+        router.add_get("/imgen/{name}", self._served)
+        router.add_route("*", "/{tail:.*}", self._not_found)
 
     def expire_urls(self) -> None:
         """Make every served image URL expire now."""
         self.served = {name: (data, 0.0) for name, (data, _) in self.served.items()}
 
-    def fail_next(self, status: int, body: dict[str, Any] | str, headers: Mapping[str, str] | None = None,
-                  times: int = 1, *, delay: float = 0.0) -> None:
-        """Answer the next ``times`` edits (after the auth check) with this canned response."""
-        self._failures.append(_Failure(status, body, dict(headers or {}), times, delay))
-
-    def inject(self, kind: str, *, times: int = 1, retry_after: int = 1, delay: float = 0.0) -> None:
-        """Queue one of :data:`INJECTABLE` (providers.md §4.5 and the xAI column of §7)."""
-        if kind in ("hang", "disconnect"):
-            self._failures.append(_Failure(0, None, {}, times, delay, kind))
+    def inject(self, kind: str, *, times: int = 1, retry_after: float | None = None, delay: float = 0.0,
+               on: str | EllipsisType | None = ...) -> None:
+        """Queue one of :data:`INJECTABLE`. ``url_expired`` answers the next ``times`` successful edits with
+        image URLs that have already expired (the ephemeral-result row of providers.md §7)."""
+        if kind == "url_expired":
+            self._expired_answers += times
             return
-        table: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {
+        super().inject(kind, times=times, retry_after=retry_after, delay=delay, on=on)
+
+    def _canned(self, kind: str, retry_after: float | None) -> Canned:
+        """One of :data:`INJECTABLE` (providers.md §4.5 and the xAI column of §7)."""
+        wait = 1 if retry_after is None else round(retry_after)
+        table: dict[str, Canned] = {
             "invalid_api_key": (400, {"code": INVALID, "error": "Incorrect API key provided: xa***sf. You can "
                                       "obtain an API key from https://console.x.ai."}, {}),
             "invalid_argument": (400, {"code": INVALID, "error": "Argument not supported: style"}, {}),
@@ -182,7 +132,7 @@ class XaiEmulator:
                                         "making API requests, please purchase more credits or raise your "
                                         "spending limit."}, {}),
             "capacity": (429, {"code": EXHAUSTED, "error": "The service is temporarily at capacity. Please retry "
-                               "your request shortly."}, {"retry-after": str(retry_after)}),
+                               "your request shortly."}, {"retry-after": str(wait)}),
             "relayed_moderation": (400, {"error": {"message": "Generated image rejected by content moderation.",
                                                    "type": "invalid_request_error"}}, {}),
             "relayed_server_error": (500, {"error": {"message": "upstream failed", "type": "server_error"}}, {}),
@@ -192,31 +142,15 @@ class XaiEmulator:
         }
         if kind not in table:
             raise ValueError(f"unknown failure kind {kind!r}; choose from {', '.join(INJECTABLE)}")
-        status, body, headers = table[kind]
-        self._failures.append(_Failure(status, body, headers, times, delay))
+        return table[kind]
 
     # ------------------------------------------------------------------ plumbing
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        started = time.perf_counter()
-        rec = RecordedRequest(request.method, request.path, CIMultiDict(request.headers), request.content_type)
-        self.requests.append(rec)
-        request[_REC] = rec
-        try:
-            response: web.StreamResponse = await handler(request)
-        except _Reject as exc:
-            response = web.json_response(exc.body, status=exc.status)
-        response.headers["x-request-id"] = str(uuid.uuid4())
+    def _stamp(self, response: web.StreamResponse, request_id: str, started: float) -> None:
+        response.headers["x-request-id"] = request_id
         response.headers["x-metrics-e2e-ms"] = str(int((time.perf_counter() - started) * 1000))
-        rec.status = response.status
-        return response
 
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            try:
-                await asyncio.wait_for(self._closing.wait(), seconds)
-            except TimeoutError:
-                pass
+    def _shutting_down(self) -> Reject:
+        return _Reject(503, "Emulator shutting down.", "The service is currently unavailable")
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -232,13 +166,13 @@ class XaiEmulator:
     # ------------------------------------------------------------------ the edit route
     async def _edit(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        rec: RecordedRequest = request[_REC]
+        rec = request[RECORD]
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] != self.api_key:
             raise _Reject(400, "Incorrect API key provided: xa***ey. You can obtain an API key from "
                           "https://console.x.ai.")
-        if self._failures:
-            return await self._failure(request)
+        if (canned := await self._failure(request, "edit")) is not None:
+            return canned
         if request.content_type != "application/json":  # the OpenAI SDK's multipart edit() is not supported
             raise _Reject(415, "Expected request with `Content-Type: application/json`")
         try:
@@ -271,8 +205,7 @@ class XaiEmulator:
         if "user" in body and not isinstance(body["user"], str):
             raise _Reject(400, "user must be a string")
         if self.hang:
-            await self._closing.wait()
-            raise _Reject(503, "Emulator shutting down.", "The service is currently unavailable")
+            return await self._hang()
         await self._sleep(self.latency)
         return web.json_response(self._result(body, model, n, dims))
 
@@ -314,7 +247,9 @@ class XaiEmulator:
             rw, rh = float(a), float(b)
         scale = long_side / max(rw, rh)
         w, h = max(16, round(rw * scale)), max(16, round(rh * scale))
-        as_url = self.answer_urls or body.get("response_format", "url") == "url"
+        expired = self._expired_answers > 0
+        self._expired_answers -= expired
+        as_url = expired or self.answer_urls or body.get("response_format", "url") == "url"
         data = []
         for i in range(n):
             buf = io.BytesIO()
@@ -322,7 +257,7 @@ class XaiEmulator:
             jpeg = buf.getvalue()
             if as_url:
                 name = f"xai-imgen-{secrets.token_hex(8)}.jpeg"
-                self.served[name] = (jpeg, time.time() + self.url_ttl)
+                self.served[name] = (jpeg, 0.0 if expired else time.time() + self.url_ttl)
                 data.append({"url": f"{self.url}/imgen/{name}", "mime_type": "image/jpeg",
                              "revised_prompt": ""})
             else:
@@ -332,20 +267,3 @@ class XaiEmulator:
         ticks = round((per_image * n + per_input * len(dims)) * TICKS_PER_USD)
         ticks = ticks if self.cost_ticks is None else self.cost_ticks
         return {"data": data, "usage": {"cost_in_usd_ticks": ticks}}
-
-    async def _failure(self, request: web.Request) -> web.StreamResponse:
-        f = self._failures[0]
-        f.times -= 1
-        if f.times <= 0:
-            self._failures.pop(0)
-        await self._sleep(f.delay)
-        if f.action == "hang":
-            await self._closing.wait()
-            raise _Reject(503, "Emulator shutting down.", "The service is currently unavailable")
-        if f.action == "disconnect":
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError
-        if isinstance(f.body, dict):
-            return web.json_response(f.body, status=f.status, headers=f.headers)
-        return web.Response(status=f.status, text=f.body, headers=f.headers, content_type="text/html")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from emulators.azure_emulator import AzureEmulator
+from emulators.azure_emulator import INJECTABLE, AzureEmulator
 from imagegate.config import ConfigError, ProviderSettings
 from imagegate.core.errors import (
     InvalidRequest,
@@ -20,6 +21,7 @@ from imagegate.core.errors import (
     UpstreamTimeout,
 )
 from imagegate.providers.azure import AzureProvider
+from imagegate.providers.openai import translate_error
 from imagegate.providers.registry import build_provider
 
 from .conftest import JobFactory, SourceFactory
@@ -34,12 +36,26 @@ async def emu() -> AsyncIterator[AzureEmulator]:
         yield emulator
 
 
+ProviderFactory = Callable[..., AzureProvider]
+
+
 @pytest.fixture
-async def azure(emu: AzureEmulator) -> AsyncIterator[AzureProvider]:
-    provider = AzureProvider(name="az", base_url=emu.base_url, api_key=KEY,
-                             deployments={"gpt-image-1": "img-prod", "gpt-image-1-mini": "mini"}, timeout=5)
-    yield provider
-    await provider.aclose()
+async def make_azure(emu: AzureEmulator) -> AsyncIterator[ProviderFactory]:
+    """`make_azure(**settings)`: a provider for the emulator's resource, closed after the test."""
+    made: list[AzureProvider] = []
+
+    def make(**settings: Any) -> AzureProvider:
+        made.append(AzureProvider(**{"name": "az", "base_url": emu.base_url, "api_key": KEY, **settings}))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+@pytest.fixture
+def azure(make_azure: ProviderFactory) -> AzureProvider:
+    return make_azure(deployments={"gpt-image-1": "img-prod", "gpt-image-1-mini": "mini"}, timeout=5)
 
 
 async def test_deployment_route_forwards_options_and_never_response_format(
@@ -82,31 +98,31 @@ async def test_several_images_mask_and_jpeg(azure: AzureProvider, emu: AzureEmul
 
 
 @pytest.mark.parametrize("how", ["api_version", "base_url"])
-async def test_v1_route_sends_the_deployment_as_model(how: str, emu: AzureEmulator, source: SourceFactory,
-                                                      make_job: JobFactory) -> None:
+async def test_v1_route_sends_the_deployment_as_model(how: str, emu: AzureEmulator, make_azure: ProviderFactory,
+                                                      source: SourceFactory, make_job: JobFactory) -> None:
     if how == "api_version":
-        provider = AzureProvider(name="az", base_url=emu.base_url, api_key=KEY, api_version="v1",
-                                 deployments={"gpt-image-1": "img-prod"})
+        provider = make_azure(api_version="v1", deployments={"gpt-image-1": "img-prod"})
     else:
-        provider = AzureProvider(name="az", base_url=emu.v1_base_url + "/", api_key=KEY,
-                                 deployments={"gpt-image-1": "img-prod"})
-    try:
-        await provider.edit(make_job([await source()], model="gpt-image-1"))
-    finally:
-        await provider.aclose()
+        provider = make_azure(base_url=emu.v1_base_url + "/", deployments={"gpt-image-1": "img-prod"})
+    await provider.edit(make_job([await source()], model="gpt-image-1"))
     [sent] = emu.edit_requests
     assert sent.path == "/openai/v1/images/edits" and sent.query == {}
+    assert sent.headers["api-key"] == KEY and "Authorization" not in sent.headers
     assert sent.fields["model"] == "img-prod" and "response_format" not in sent.fields
 
 
-async def test_v1_preview_api_version_is_sent(emu: AzureEmulator, source: SourceFactory,
-                                              make_job: JobFactory) -> None:
-    provider = AzureProvider(name="az", base_url=emu.v1_base_url, api_key=KEY, api_version="preview")
-    try:
-        await provider.edit(make_job([await source()], model="gpt-image-1.5"))
-    finally:
-        await provider.aclose()
+async def test_v1_preview_api_version_is_sent(emu: AzureEmulator, make_azure: ProviderFactory,
+                                              source: SourceFactory, make_job: JobFactory) -> None:
+    provider = make_azure(base_url=emu.v1_base_url, api_version="preview")
+    await provider.edit(make_job([await source()], model="gpt-image-1.5"))
     assert emu.edit_requests[0].query == {"api-version": "preview"}
+
+
+async def test_configured_api_version_is_sent(emu: AzureEmulator, make_azure: ProviderFactory,
+                                              source: SourceFactory, make_job: JobFactory) -> None:
+    provider = make_azure(api_version="2025-06-01-preview", deployments={"gpt-image-1": "img-prod"})
+    await provider.edit(make_job([await source()], model="gpt-image-1"))
+    assert emu.edit_requests[0].query == {"api-version": "2025-06-01-preview"}
 
 
 async def test_webp_output_is_refused_before_sending(azure: AzureProvider, emu: AzureEmulator,
@@ -117,30 +133,19 @@ async def test_webp_output_is_refused_before_sending(azure: AzureProvider, emu: 
     assert emu.requests == []
 
 
-async def test_unknown_deployment_is_a_route_problem(emu: AzureEmulator, source: SourceFactory,
-                                                     make_job: JobFactory) -> None:
-    provider = AzureProvider(name="az", base_url=emu.base_url, api_key=KEY, deployments={"gpt-image-1": "gone"})
-    try:
-        with pytest.raises(UpstreamError) as caught:
-            await provider.edit(make_job([await source()], model="gpt-image-1"))
-    finally:
-        await provider.aclose()
+@pytest.mark.parametrize(("settings", "status"), [
+    ({"deployments": {"gpt-image-1": "gone"}}, 404),  # DeploymentNotFound
+    ({"api_version": "2024-10-21"}, 404),  # a version without image edits: "Resource not found"
+    ({"api_key": "wrong-key"}, 401),
+])
+async def test_unknown_deployment_old_api_version_or_bad_key_is_a_route_problem(
+        settings: dict[str, Any], status: int, emu: AzureEmulator, make_azure: ProviderFactory,
+        source: SourceFactory, make_job: JobFactory) -> None:
+    provider = make_azure(**{"deployments": {"gpt-image-1": "img-prod"}, **settings})
+    with pytest.raises(UpstreamError) as caught:
+        await provider.edit(make_job([await source()], model="gpt-image-1"))
     assert type(caught.value) is UpstreamError and caught.value.retryable
-    assert emu.edit_requests[0].status == 404
-
-
-@pytest.mark.parametrize(("api_version", "key"), [("2024-10-21", KEY), ("", "wrong-key")])
-async def test_old_api_version_or_bad_key_is_a_route_problem(api_version: str, key: str, emu: AzureEmulator,
-                                                             source: SourceFactory, make_job: JobFactory) -> None:
-    provider = AzureProvider(name="az", base_url=emu.base_url, api_key=key, api_version=api_version,
-                             deployments={"gpt-image-1": "img-prod"})
-    try:
-        with pytest.raises(UpstreamError) as caught:
-            await provider.edit(make_job([await source()], model="gpt-image-1"))
-    finally:
-        await provider.aclose()
-    assert type(caught.value) is UpstreamError and caught.value.retryable
-    assert emu.edit_requests[0].status == (404 if api_version else 401)
+    assert emu.edit_requests[0].status == status
 
 
 @pytest.mark.parametrize("kind", ["content_filter", "content_filter_output", "responsible_ai",
@@ -206,14 +211,27 @@ async def test_emulator_refuses_response_format_and_webp(azure: AzureProvider, e
                 assert response.status == 400 and body["error"]["param"] in extra
 
 
-async def test_timeout(emu: AzureEmulator, source: SourceFactory, make_job: JobFactory) -> None:
-    provider = AzureProvider(name="az", base_url=emu.base_url, api_key=KEY, timeout=0.3)
-    emu.inject("hang")
-    try:
-        with pytest.raises(UpstreamTimeout):
-            await provider.edit(make_job([await source()], model="gpt-image-1.5"))
-    finally:
-        await provider.aclose()
+@pytest.mark.parametrize("how", ["hang", "latency"])
+async def test_timeout(how: str, emu: AzureEmulator, make_azure: ProviderFactory, source: SourceFactory,
+                       make_job: JobFactory) -> None:
+    if how == "hang":
+        emu.inject("hang")
+    else:
+        emu.latency = 2.0
+    with pytest.raises(UpstreamTimeout) as caught:
+        await make_azure(timeout=0.3).edit(make_job([await source()], model="gpt-image-1.5"))
+    assert caught.value.retryable
+
+
+def test_every_injectable_kind_is_translated_in_our_own_words() -> None:
+    emu = AzureEmulator()
+    for kind in INJECTABLE:
+        if kind in ("hang", "disconnect"):
+            continue
+        status, body, headers = emu._canned(kind, None)
+        error = translate_error(status, json.dumps(body).encode(), headers, "az")
+        vendor = str(body["error"].get("message") or "")
+        assert not vendor or vendor[:30] not in error.message, kind
 
 
 async def test_registry_builds_azure_and_requires_base_url() -> None:

@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from emulators.bfl_emulator import BflEmulator
+from emulators.bfl_emulator import MODELS, BflEmulator
+from imagegate.api.errors import status_and_type
+from imagegate.catalog import builtin_specs
 from imagegate.config import ProviderSettings
 from imagegate.core.errors import (
     InvalidRequest,
@@ -20,7 +22,7 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
-from imagegate.providers.bfl import BflJob, BflProvider, backoff
+from imagegate.providers.bfl import BflJob, BflProvider, backoff, family
 from imagegate.providers.registry import build_provider
 
 from .conftest import JobFactory, SourceFactory
@@ -296,3 +298,72 @@ async def test_registry_default_base_url() -> None:
     provider = build_provider(ProviderSettings(name="b", type="bfl", models=("flux-2-pro",), api_key="k"))
     assert isinstance(provider, BflProvider) and provider._base == "https://api.bfl.ai"
     await provider.aclose()
+
+
+def test_families_match_the_catalog_and_bfl() -> None:
+    catalog = [spec for spec in builtin_specs().values() if "bfl" in spec.provider_types]
+    assert catalog, "the catalog lists BFL models"
+    for spec in catalog:
+        assert family(spec.upstream_model).max_images == spec.max_images == MODELS[spec.upstream_model].max_images
+    for name, model in MODELS.items():  # every edit endpoint the emulator plays, as providers.md §5.2 has them
+        assert family(name).max_images == model.max_images, name
+    assert family("flux-2-pro-preview").max_images == 8 and family("flux-2-klein-9b").max_images == 4
+
+
+async def test_no_credits_is_an_upstream_failure_never_a_402(bfl: BflProvider, emu: BflEmulator,
+                                                             source: SourceFactory, make_job: JobFactory) -> None:
+    emu.inject("insufficient_credits")
+    with pytest.raises(UpstreamError) as caught:
+        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    assert status_and_type(caught.value)[0] == 502 and caught.value.retryable
+    assert "credits" in caught.value.message and "Please add" not in caught.value.message
+
+
+async def test_validation_message_is_a_bounded_excerpt(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
+                                                       make_job: JobFactory) -> None:
+    emu.fail_next(422, {"detail": [{"loc": ["body", "input_image_2"], "msg": "too big\n" * 400, "type": "x"}]})
+    with pytest.raises(InvalidRequest) as caught:
+        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    assert caught.value.param == "image" and "\n" not in caught.value.message
+    assert len(caught.value.message) < 260
+    emu.fail_next(422, {"detail": [{"loc": ["body", "x" * 300], "msg": "bad"}]})
+    with pytest.raises(InvalidRequest) as caught:
+        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    assert caught.value.param is None and "x" * 65 not in caught.value.message
+
+
+async def test_transient_sample_failures_are_retried(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
+                                                     make_job: JobFactory) -> None:
+    emu.inject("server_error", on="sample")
+    emu.inject("rate_limit", on="sample")
+    result = await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    assert result.images[0].data and [r.status for r in emu.downloads] == [500, 429, 200]
+    assert len(emu.submits) == 1
+
+
+async def test_sample_that_is_not_an_image_is_refused(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
+                                                      make_job: JobFactory) -> None:
+    emu.fail_next(200, "<html>AccessDenied</html>", on="sample")
+    with pytest.raises(UpstreamError, match="not an image") as caught:
+        await bfl.edit(make_job([await source()], model="flux-kontext-pro", options={"output_format": "png"}))
+    assert not caught.value.retryable and len(emu.submits) == 1
+
+
+async def test_unreadable_submit_answer_is_not_resubmitted(bfl: BflProvider, emu: BflEmulator,
+                                                           source: SourceFactory, make_job: JobFactory) -> None:
+    emu.fail_next(200, "<html>ok</html>")
+    with pytest.raises(UpstreamError, match="no polling URL") as caught:
+        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    assert not caught.value.retryable and emu.polls == []
+
+
+async def test_latency_beyond_the_timeout(source: SourceFactory, make_job: JobFactory) -> None:
+    async with BflEmulator(KEY, latency=2.0) as emu:
+        provider = BflProvider(name="bfl", base_url=emu.base_url, api_key=KEY, timeout=0.3,
+                               poll_schedule=Schedule())
+        try:
+            with pytest.raises(UpstreamTimeout) as caught:
+                await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+        finally:
+            await provider.aclose()
+    assert caught.value.retryable and emu.polls == []  # the submit itself timed out

@@ -190,3 +190,51 @@ async def test_registry_default_base_url() -> None:
     provider = build_provider(ProviderSettings(name="x", type="xai", models=("grok-imagine-image",), api_key="k"))
     assert isinstance(provider, XaiProvider) and provider._url == "https://api.x.ai/v1/images/edits"
     await provider.aclose()
+
+
+async def test_injected_expired_url_is_an_upstream_error(emu: XaiEmulator, xai: XaiProvider, source: SourceFactory,
+                                                         make_job: JobFactory) -> None:
+    emu.inject("url_expired")  # the ephemeral-result row: the answer's URL is gone before it is fetched
+    with pytest.raises(UpstreamError, match="could not be downloaded") as caught:
+        await xai.edit(make_job([await source()], model="grok-imagine-image"))
+    assert caught.value.retryable and [r.status for r in emu.downloads] == [404]
+    assert (await xai.edit(make_job([await source()], model="grok-imagine-image"))).images  # only once
+
+
+async def test_vendor_message_is_quoted_only_as_a_bounded_excerpt(xai: XaiProvider, emu: XaiEmulator,
+                                                                  source: SourceFactory,
+                                                                  make_job: JobFactory) -> None:
+    emu.fail_next(400, {"code": "Client specified an invalid argument", "error": "Bad\nvalue: " + "x" * 5000})
+    with pytest.raises(InvalidRequest) as caught:
+        await xai.edit(make_job([await source()], model="grok-imagine-image"))
+    assert "\n" not in caught.value.message and len(caught.value.message) < 260
+
+
+@pytest.mark.parametrize("kind", ["invalid_api_key", "permission_denied", "model_not_found", "credits_exhausted",
+                                  "capacity", "server_error", "service_unavailable", "moderation"])
+async def test_other_failures_are_told_in_our_own_words(kind: str, xai: XaiProvider, emu: XaiEmulator,
+                                                        source: SourceFactory, make_job: JobFactory) -> None:
+    emu.inject(kind)
+    vendor = emu._canned(kind, None)[1]["error"]
+    with pytest.raises((InvalidRequest, UpstreamError)) as caught:
+        await xai.edit(make_job([await source()], model="grok-imagine-image"))
+    assert vendor[:30] not in caught.value.message and "xa***" not in caught.value.message
+
+
+async def test_alias_is_sent_upstream_but_errors_name_the_requested_model(
+        xai: XaiProvider, emu: XaiEmulator, source: SourceFactory, make_job: JobFactory) -> None:
+    job = make_job([await source() for _ in range(4)], model="grok-imagine-image-pro",
+                   upstream_model="grok-imagine-image-quality")
+    with pytest.raises(TooManyImages) as caught:
+        await xai.edit(job)
+    assert "'grok-imagine-image-pro'" in caught.value.message and "quality" not in caught.value.message
+
+
+async def test_latency_beyond_the_timeout(emu: XaiEmulator, source: SourceFactory, make_job: JobFactory) -> None:
+    emu.latency = 2.0
+    provider = XaiProvider(name="xai", base_url=emu.base_url, api_key=KEY, timeout=0.3)
+    try:
+        with pytest.raises(UpstreamTimeout):
+            await provider.edit(make_job([await source()], model="grok-imagine-image"))
+    finally:
+        await provider.aclose()

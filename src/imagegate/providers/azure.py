@@ -1,7 +1,7 @@
 """Azure OpenAI image edits (`type = "azure"`).
 
-Azure speaks OpenAI's multipart format, so the body and the answer are built and read by the openai
-adapter's `edit_form`, `parse_images_response` and `translate_error`; what differs lives here:
+Azure speaks OpenAI's multipart format, so the body is built by the openai adapter's `edit_form` and the
+request is sent, and its answer or error read, by its `post_edit`; what differs lives here:
 
 - the URL: deployment-scoped `{base}/openai/deployments/{deployment}/images/edits?api-version=…` by
   default, or the v1 API `{base}/openai/v1/images/edits` (model field = deployment name) when
@@ -16,13 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-import aiohttp
-import orjson
-
 from imagegate.core.edits import EditJob, EditResult
-from imagegate.core.errors import InvalidRequest, UpstreamError
-from imagegate.providers.http import UpstreamSession, transport_error
-from imagegate.providers.openai import edit_form, parse_images_response, translate_error
+from imagegate.core.errors import InvalidRequest
+from imagegate.providers.http import UpstreamSession
+from imagegate.providers.openai import edit_form, post_edit
 
 DEFAULT_API_VERSION = "2025-04-01-preview"
 _V1_SUFFIX = "/openai/v1"
@@ -66,23 +63,8 @@ class AzureProvider:
                                  code="unsupported_output_format")
         deployment = self.deployment(job)
         form = edit_form(job, model=deployment if self._v1 else None, ask_b64=False)
-        headers = {**self._headers, "Content-Type": form.content_type, "Content-Length": str(form.length)}
-        try:
-            async with self._session.get().post(self.url(deployment), data=form.body,
-                                                headers=headers) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise translate_error(response.status, body, response.headers, self._name)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(exc, self._name) from exc
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{self._name}' sent an unreadable answer.",
-                                retryable=True) from None
-        if not isinstance(parsed, dict):
-            raise UpstreamError(f"The provider '{self._name}' sent an unexpected answer.", retryable=True)
-        return parse_images_response(parsed, output_format)
+        return await post_edit(self._session.get(), self.url(deployment), form, self._headers, provider=self._name,
+                               default_format=output_format)
 
     async def aclose(self) -> None:
         await self._session.aclose()

@@ -14,7 +14,6 @@ only to hosts of the provider's own site, never to the sample's delivery host.
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import random
 import time
@@ -37,19 +36,25 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
-from imagegate.core.media import ImageFormat, OutputImage, SourceImage
+from imagegate.core.media import ImageFormat
 from imagegate.core.validation import parse_size
-from imagegate.imaging import sniff_format
-from imagegate.providers.http import UpstreamSession, retry_after, transport_error
+from imagegate.providers.http import (
+    UpstreamSession,
+    b64encode,
+    download_image,
+    excerpt,
+    is_transient,
+    json_object,
+    param_name,
+    post,
+    retry_after,
+)
 
 DEFAULT_BASE_URL = "https://api.bfl.ai"
 MICROS_PER_CREDIT = 10_000  # 1 credit = $0.01
 PENDING_STATUSES = frozenset({"Pending", "Reasoning", "Generating"})
 MODERATED_STATUSES = {"Request Moderated": "input", "Content Moderated": "output"}
 _MAX_POLL_FAILURES = 5  # consecutive transient failures while polling before giving up
-_INLINE_BYTES = 256 * 1024
-_MAX_DOWNLOAD = 64 * 1024 * 1024
-_FORMATS: dict[str, ImageFormat] = {"png": "png", "jpeg": "jpeg", "webp": "webp"}
 _PARAMS = {"prompt": "prompt", "seed": "seed", "aspect_ratio": "aspect_ratio", "output_format": "output_format",
            "width": "size", "height": "size"}
 
@@ -97,13 +102,6 @@ def family(model: str) -> Family:
     return FAMILIES[max(matches, key=len)] if matches else FAMILIES["flux-2"]
 
 
-
-async def _b64(image: SourceImage) -> str:
-    def encode() -> str:
-        return base64.b64encode(image.read()).decode("ascii")
-    return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
-
-
 async def submit_body(job: EditJob, index: int = 0) -> dict[str, Any]:
     """The JSON body for one BFL task; `index` > 0 shifts a given seed so n tasks give n images."""
     fam = family(job.upstream_model)
@@ -112,7 +110,7 @@ async def submit_body(job: EditJob, index: int = 0) -> dict[str, Any]:
     if len(job.images) > fam.max_images:
         raise TooManyImages(f"'{job.model}' takes at most {fam.max_images} source images.", param="image")
     body: dict[str, Any] = {"prompt": job.prompt}
-    for i, encoded in enumerate(await asyncio.gather(*map(_b64, job.images))):
+    for i, encoded in enumerate(await asyncio.gather(*map(b64encode, job.images))):
         body["input_image" if i == 0 else f"input_image_{i + 1}"] = encoded
     options = job.options
     if "seed" in options:
@@ -137,23 +135,22 @@ def _credits(value: Any) -> float | None:
 
 
 def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
-    """A BFL error answer (FastAPI `{"detail": …}` or `{"error", "message"}`) as imagegate's error."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
-    detail = parsed.get("detail") if isinstance(parsed, dict) else None
+    """A BFL error answer (FastAPI `{"detail": …}` or `{"error", "message"}`) as imagegate's error.
+
+    Only a 400/422 quotes BFL, as a bounded excerpt; every other error is our own text.
+    """
+    parsed = json_object(body) or {}
+    detail = parsed.get("detail")
     if status == 422 and isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        loc = detail[0].get("loc") or []
-        field = str(loc[-1]) if loc else ""
-        param = "image" if field.startswith("input_image") else _PARAMS.get(field)
-        return InvalidRequest(f"The provider rejected '{field}': {detail[0].get('msg', 'invalid value')}",
-                              param=param, code="upstream_invalid_request")
-    if status in (400, 422):
-        message = parsed.get("message") if isinstance(parsed, dict) else None
-        text = detail if isinstance(detail, str) else message
-        return InvalidRequest(f"The provider rejected the request: {str(text or 'invalid request')[:300]}",
+        loc = detail[0].get("loc")
+        field = param_name(loc[-1]) if isinstance(loc, list) and loc else None
+        param = "image" if field and field.startswith("input_image") else _PARAMS.get(field or "")
+        return InvalidRequest(f"The provider rejected {f'{field!r}' if field else 'the request'}: "
+                              f"{excerpt(detail[0].get('msg')) or 'invalid value'}", param=param,
                               code="upstream_invalid_request")
+    if status in (400, 422):
+        text = excerpt(detail) or excerpt(parsed.get("message")) or "invalid request"
+        return InvalidRequest(f"The provider rejected the request: {text}", code="upstream_invalid_request")
     if status == 402:
         return UpstreamError(f"The provider '{provider}' has no credits left.", retryable=True)
     if status == 429:
@@ -231,19 +228,10 @@ class BflProvider:
         data = orjson.dumps(await submit_body(job, index))
         url = f"{self._base}/v1/{quote(job.upstream_model, safe='')}"
         headers = {**self._headers, "Content-Type": "application/json"}
-        try:
-            async with self._session.get().post(url, data=data, headers=headers) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise translate_error(response.status, body, response.headers, self._name)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(exc, self._name) from exc
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            parsed = None
-        task_id = parsed.get("id") if isinstance(parsed, dict) else None
-        polling_url = parsed.get("polling_url") if isinstance(parsed, dict) else None
+        body = await post(self._session.get(), url, data=data, headers=headers, provider=self._name,
+                          translate=translate_error)
+        parsed = json_object(body) or {}
+        task_id, polling_url = parsed.get("id"), parsed.get("polling_url")
         if not isinstance(task_id, str) or not isinstance(polling_url, str) or not polling_url:
             raise UpstreamError(f"The provider '{self._name}' accepted the task but gave no polling URL.")
         if not _same_site(self._base, polling_url):
@@ -254,7 +242,8 @@ class BflProvider:
     async def poll(self, bfl_job: BflJob, output_format: str | None = None) -> EditResult:
         """Follow a submitted task to its end; download the result at once and return it.
 
-        The image's format is read from its bytes; `output_format` (what was asked for) is the fallback.
+        The image's format is read from its bytes, never taken from `output_format` (what was asked for;
+        still accepted from callers): bytes that are not PNG, JPEG or WebP are refused.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._poll_timeout
@@ -281,14 +270,13 @@ class BflProvider:
         sample = result.get("sample") if isinstance(result, dict) else None
         if not isinstance(sample, str) or not sample:
             raise UpstreamError(f"The provider '{self._name}' reported task {bfl_job.id} ready without a result.")
-        data = await self._download(sample)
-        fmt = sniff_format(data) or _FORMATS.get(output_format or "")
-        if fmt is None:
-            raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.")
+        # The signed sample expires (ten minutes), so it is fetched now; never with the key, and not
+        # retryable elsewhere: the task is done and billed.
+        image = await download_image(self._session.get(), sample, provider=self._name,
+                                     client_timeout=self._request_timeout, retries=2, pause=self._schedule)
         credits = _credits(state.get("cost"))
         credits = bfl_job.cost if credits is None else credits
-        return EditResult(images=[OutputImage(data=data, format=fmt)], created=int(time.time()),
-                          echo={"output_format": fmt},
+        return EditResult(images=[image], created=int(time.time()), echo={"output_format": image.format},
                           cost_micros=None if credits is None else round(credits * MICROS_PER_CREDIT))
 
     async def _poll_once(self, bfl_job: BflJob) -> dict[str, Any]:
@@ -303,15 +291,11 @@ class BflProvider:
             except (aiohttp.ClientError, TimeoutError):
                 status, body = 0, b""
             if status == 200:
-                try:
-                    parsed = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    parsed = None
-                if isinstance(parsed, dict):
+                if (parsed := json_object(body)) is not None:
                     return parsed
             elif status == 404:
                 return {"status": "Task not found"}
-            elif status not in (0, 408, 429) and status < 500:
+            elif not is_transient(status):
                 raise UpstreamError(f"The provider '{self._name}' refused to report task {bfl_job.id} (HTTP "
                                     f"{status}).")
             failures += 1
@@ -319,25 +303,6 @@ class BflProvider:
                 raise UpstreamError(f"The provider '{self._name}' stopped answering about task {bfl_job.id}; "
                                     "it may still complete and be billed, so it is not resubmitted.")
             await asyncio.sleep(self._schedule(failures))
-
-    async def _download(self, url: str) -> bytes:
-        """The signed sample, fetched without credentials; it expires, so this runs as soon as it is ready."""
-        for attempt in range(3):
-            try:
-                async with self._session.get().get(url, timeout=self._request_timeout) as response:
-                    status = response.status
-                    if status == 200:
-                        data = await response.content.read(_MAX_DOWNLOAD + 1)
-                        if len(data) > _MAX_DOWNLOAD:
-                            raise UpstreamError(f"The provider '{self._name}' returned an oversized image.")
-                        return data
-            except (aiohttp.ClientError, TimeoutError):
-                status = 0
-            if status not in (0, 408, 429) and status < 500:
-                break
-            await asyncio.sleep(self._schedule(attempt))
-        raise UpstreamError(f"The provider '{self._name}' result could not be downloaded (HTTP {status}); "
-                            "its signed URL may have expired.")
 
     async def aclose(self) -> None:
         await self._session.aclose()

@@ -1,15 +1,32 @@
-"""What every HTTP provider shares: one pooled aiohttp session, and reading Retry-After."""
+"""What every HTTP provider shares: one pooled aiohttp session, posting a request and reading its answer,
+Retry-After, bounded excerpts of vendor text, and downloading a result image from a signed URL."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
+import orjson
 
-from imagegate.core.errors import UpstreamError, UpstreamTimeout
+from imagegate.core.errors import GatewayError, UpstreamError, UpstreamTimeout
+from imagegate.core.media import OutputImage, SourceImage
+from imagegate.imaging import sniff_format
+
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # largest result image downloaded from an upstream
+EXCERPT_CHARS = 200  # most characters of a vendor's message quoted back to a client
+_INLINE_BYTES = 256 * 1024  # smaller sources are Base64-encoded on the event loop
+_CHUNK = 256 * 1024
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+# status, body, headers, provider name → imagegate's error
+ErrorTranslator = Callable[[int, bytes, Mapping[str, str], str], GatewayError]
 
 
 class UpstreamSession:
@@ -40,6 +57,36 @@ def transport_error(exc: BaseException, provider: str) -> UpstreamError:
     return UpstreamError(f"The provider '{provider}' could not be reached.", retryable=True)
 
 
+async def post(session: aiohttp.ClientSession, url: str, *, data: Any, headers: Mapping[str, str], provider: str,
+               translate: ErrorTranslator) -> bytes:
+    """POST `data` and return the body of a 200 answer.
+
+    Any other status becomes `translate(status, body, headers, provider)`; a connection failure or
+    timeout becomes `transport_error`.
+    """
+    try:
+        async with session.post(url, data=data, headers=headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise translate(response.status, body, response.headers, provider)
+            return body
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise transport_error(exc, provider) from exc
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The answer as a JSON object, or None when it is not one."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def unreadable(provider: str) -> UpstreamError:
+    return UpstreamError(f"The provider '{provider}' sent an unreadable answer.", retryable=True)
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from retry-after-ms or retry-after (seconds or an HTTP date)."""
     if (ms := headers.get("retry-after-ms")) is not None:
@@ -59,3 +106,76 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def excerpt(text: Any, limit: int = EXCERPT_CHARS) -> str:
+    """A vendor's message cut to one line of at most `limit` characters, for quoting in a 4xx answer.
+
+    Only invalid-request errors quote the vendor, and only this much; every other error is our own text.
+    """
+    if not isinstance(text, str):
+        return ""
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def param_name(value: Any) -> str | None:
+    """A vendor-named parameter, if it looks like one (a short identifier); None otherwise."""
+    return value if isinstance(value, str) and _PARAM_NAME.fullmatch(value) else None
+
+
+async def b64encode(image: SourceImage) -> str:
+    """The image as Base64 text; large images are read and encoded on a worker thread."""
+    def encode() -> str:
+        return base64.b64encode(image.read()).decode("ascii")
+
+    return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
+
+
+def is_transient(status: int) -> bool:
+    """Whether a status (0: no answer) is worth asking again: 408, 429 and 5xx."""
+    return status in (0, 408, 429) or status >= 500
+
+
+async def download_image(session: aiohttp.ClientSession, url: str, *, provider: str,
+                         max_bytes: int = MAX_RESULT_BYTES, client_timeout: aiohttp.ClientTimeout | None = None,
+                         retries: int = 0, pause: Callable[[int], float] = lambda attempt: 0.0,
+                         retryable: bool = False) -> OutputImage:
+    """A result image from a signed, short-lived URL, fetched without the provider's credentials.
+
+    Transient failures (no answer, 408, 429, 5xx) are tried again up to `retries` times, `pause(attempt)`
+    seconds apart; any other status, a body over `max_bytes`, or bytes that are not PNG, JPEG or WebP fail
+    at once. `retryable` marks the errors raised: whether another route may still succeed (not when the
+    upstream has already billed the work).
+    """
+    oversized = UpstreamError(f"The provider '{provider}' returned an oversized image.", retryable=retryable)
+    data: bytes | None = None
+    status = 0
+    for attempt in range(retries + 1):
+        if attempt:
+            await asyncio.sleep(pause(attempt - 1))
+        try:
+            async with session.get(url, timeout=client_timeout) as response:
+                status = response.status
+                if status == 200:
+                    if (response.content_length or 0) > max_bytes:
+                        raise oversized
+                    body = bytearray()
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        body += chunk
+                        if len(body) > max_bytes:
+                            raise oversized
+                    data = bytes(body)
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        if data is not None or not is_transient(status):
+            break
+    if data is None:
+        how = f"HTTP {status}" if status else "no answer"
+        raise UpstreamError(f"The provider '{provider}' result could not be downloaded ({how}); its signed URL "
+                            "may have expired.", retryable=retryable)
+    fmt = sniff_format(data[:12])
+    if fmt is None:
+        raise UpstreamError(f"The provider '{provider}' returned something that is not an image.",
+                            retryable=retryable)
+    return OutputImage(data=data, format=fmt)

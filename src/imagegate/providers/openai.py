@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-import orjson
 
 from imagegate.core.edits import EditJob, EditResult
 from imagegate.core.errors import (
@@ -22,13 +21,22 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
 )
 from imagegate.core.media import ImageFormat, OutputImage
-from imagegate.providers.http import UpstreamSession, retry_after, transport_error
+from imagegate.providers.http import (
+    UpstreamSession,
+    excerpt,
+    json_object,
+    param_name,
+    post,
+    retry_after,
+    unreadable,
+)
 from imagegate.providers.multipart import FilePart, MultipartBody, build_multipart
 
 # Models that answer with a URL unless asked for Base64; the gateway always asks for Base64.
 _RESPONSE_FORMAT_MODELS = frozenset({"dall-e-2"})
 _ECHO_FIELDS = ("background", "output_format", "quality", "size")
 _MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation", "contentFilter"})
+_AZURE_POLICY_CODE = "ResponsibleAIPolicyViolation"  # in `inner_error.code` of Azure's DALL·E-style body
 # A 429 whose Retry-After is this long is a spent quota (Azure's daily "retry after 86400 seconds"), not a
 # momentary rate limit: another route may serve the request, this one will not for hours.
 _QUOTA_WAIT_SECONDS = 3600.0
@@ -64,14 +72,17 @@ def parse_images_response(body: Mapping[str, Any], default_format: ImageFormat) 
     fmt = body.get("output_format") or default_format
     if fmt not in ("png", "jpeg", "webp"):
         fmt = default_format
-    images = []
-    for item in body.get("data") or []:
-        if item.get("b64_json"):
-            images.append(OutputImage(b64_json=item["b64_json"], format=fmt))
+    items = body.get("data")
+    images = [OutputImage(b64_json=item["b64_json"], format=fmt) for item in (items if isinstance(items, list) else [])
+              if isinstance(item, dict) and isinstance(item.get("b64_json"), str) and item["b64_json"]]
     if not images:
         raise UpstreamError("The provider returned no image.", retryable=True)
     echo = {k: body[k] for k in _ECHO_FIELDS if body.get(k) is not None}
-    return EditResult(images=images, usage=body.get("usage"), created=body.get("created"), echo=echo)
+    usage = body.get("usage")
+    created = body.get("created")
+    return EditResult(images=images, usage=usage if isinstance(usage, dict) else None,
+                      created=created if isinstance(created, int) and not isinstance(created, bool) else None,
+                      echo=echo)
 
 
 def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
@@ -79,18 +90,21 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
 
     Also reads Azure's shapes: string codes ("DeploymentNotFound", "401", "429"), the `contentFilter` body,
     `inner_error.code` ResponsibleAIPolicyViolation, and a daily-quota 429 (known by its Retry-After).
+    Nothing of the vendor's message is passed on; an invalid request names the vendor's `code` and
+    `param` only, bounded.
     """
-    try:
-        error = orjson.loads(body).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        error = {}
+    parsed = json_object(body) or {}
+    error = parsed.get("error") or {}
     if not isinstance(error, dict):
-        error = {"message": str(error)}
-    code = str(error.get("code") or error.get("type") or "")
-    param = error.get("param") or None
-    if code in _MODERATION_CODES or (error.get("inner_error") or {}).get("code") == \
-            "ResponsibleAIPolicyViolation":
-        return ModerationBlocked("The request was rejected by the provider's safety system.")
+        error = {}
+    code = excerpt(str(error.get("code") or error.get("type") or ""), 64)
+    param = param_name(error.get("param"))
+    inner = error.get("inner_error")
+    if code in _MODERATION_CODES or (isinstance(inner, dict) and inner.get("code") == _AZURE_POLICY_CODE):
+        details = error.get("moderation_details")
+        stage = details.get("moderation_stage") if isinstance(details, dict) else None
+        return ModerationBlocked("The request was rejected by the provider's safety system.",
+                                 **({"stage": stage} if stage in ("input", "output") else {}))
     if status == 429:
         wait = retry_after(headers)
         if code == "insufficient_quota":
@@ -101,15 +115,26 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
                                  retry_after=wait)
         return UpstreamRateLimited(f"The provider '{provider}' is rate limiting requests.", retryable=True,
                                    retry_after=wait)
-    if status in (400, 404, 422) and code not in ("invalid_api_key", "DeploymentNotFound", "404"):
+    if status in (400, 422) and code != "invalid_api_key":
         where = f" (parameter '{param}')" if param else ""
         return InvalidRequest(f"The provider rejected the request{where}: {code or 'invalid request'}.",
                               param=param, code="upstream_invalid_request")
-    if status in (401, 403, 404):
+    if status in (400, 401, 403, 404):  # a key, organisation, deployment or model this route lacks
         return UpstreamError(f"The provider '{provider}' refused the gateway's credentials or route.",
                              retryable=True)
     return UpstreamError(f"The provider '{provider}' failed (HTTP {status}).", retryable=status >= 500 or
                          status in (408, 409))
+
+
+async def post_edit(session: aiohttp.ClientSession, url: str, form: MultipartBody, headers: Mapping[str, str], *,
+                    provider: str, default_format: ImageFormat) -> EditResult:
+    """POST an /images/edits multipart body and read the ImagesResponse (OpenAI and Azure alike)."""
+    headers = {**headers, "Content-Type": form.content_type, "Content-Length": str(form.length)}
+    body = await post(session, url, data=form.body, headers=headers, provider=provider, translate=translate_error)
+    parsed = json_object(body)
+    if parsed is None:
+        raise unreadable(provider)
+    return parse_images_response(parsed, default_format)
 
 
 class OpenAIProvider:
@@ -125,21 +150,8 @@ class OpenAIProvider:
         self._session = UpstreamSession(timeout=timeout)
 
     async def edit(self, job: EditJob) -> EditResult:
-        form = edit_form(job)
-        headers = {**self._headers, "Content-Type": form.content_type, "Content-Length": str(form.length)}
-        try:
-            async with self._session.get().post(self._url, data=form.body, headers=headers) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise translate_error(response.status, body, response.headers, self._name)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(exc, self._name) from exc
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{self._name}' sent an unreadable answer.",
-                                retryable=True) from None
-        return parse_images_response(parsed, job.options.get("output_format", "png"))
+        return await post_edit(self._session.get(), self._url, edit_form(job), self._headers, provider=self._name,
+                               default_format=job.options.get("output_format", "png"))
 
     async def aclose(self) -> None:
         await self._session.aclose()

@@ -33,14 +33,21 @@ from imagegate.core.errors import (
 )
 from imagegate.core.media import OutputImage, SourceImage
 from imagegate.imaging import sniff_format
-from imagegate.providers.http import UpstreamSession, retry_after, transport_error
+from imagegate.providers.http import (
+    UpstreamSession,
+    b64encode,
+    download_image,
+    excerpt,
+    json_object,
+    post,
+    retry_after,
+    unreadable,
+)
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 MAX_REFERENCES = 3
 TICKS_PER_MICRO_USD = 10_000  # 10,000,000,000 ticks = $1 = 1,000,000 micro-USD
 _FORWARDED = ("aspect_ratio", "resolution", "quality", "user")
-_INLINE_BYTES = 256 * 1024  # read (and encode) smaller sources on the event loop
-_MAX_DOWNLOAD = 64 * 1024 * 1024
 
 # xAI gives no structured field for these cases: a 400 or 429 with the same gRPC status text covers them
 # all, so the documented messages (providers.md §4.5) are the only signal there is.
@@ -49,12 +56,8 @@ _MODERATION_TEXT = "rejected by content moderation"
 _BILLING_TEXTS = ("used all available credits", "spending limit")
 
 
-
 async def _data_uri(image: SourceImage) -> str:
-    def encode() -> str:
-        return f"data:{image.info.mime_type};base64,{base64.b64encode(image.read()).decode('ascii')}"
-
-    return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
+    return f"data:{image.info.mime_type};base64,{await b64encode(image)}"
 
 
 async def edit_body(job: EditJob) -> dict[str, Any]:
@@ -84,12 +87,9 @@ def cost_micros(usage: Any) -> int | None:
 
 def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
     """An xAI error answer (flat or relayed shape) as imagegate's error."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
+    parsed = json_object(body)
     message, code = "", ""
-    if isinstance(parsed, dict):
+    if parsed is not None:
         error = parsed.get("error")
         if isinstance(error, dict):  # relayed: {"error": {"message", "code"?, "type"?}}
             message, code = str(error.get("message") or ""), str(error.get("code") or error.get("type") or "")
@@ -100,7 +100,7 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
         return UpstreamError(f"The provider '{provider}' refused the gateway's credentials.", retryable=True)
     if status == 400 and _MODERATION_TEXT in text:
         # xAI may bill a moderated request; the cost it reports rides along for the gateway's books.
-        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        usage = parsed.get("usage") if parsed is not None else None
         return ModerationBlocked("The request was rejected by the provider's content moderation.",
                                  upstream_cost_micros=cost_micros(usage))
     if status == 429:
@@ -110,7 +110,7 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
         return UpstreamRateLimited(f"The provider '{provider}' is at capacity or rate limiting requests.",
                                    retryable=True, retry_after=retry_after(headers))
     if status in (400, 422):
-        detail = message[:300] or code or "invalid request"
+        detail = excerpt(message) or excerpt(code, 64) or "invalid request"
         return InvalidRequest(f"The provider rejected the request: {detail}", code="upstream_invalid_request")
     if status == 404:
         return UpstreamError(f"The provider '{provider}' does not know this model or route.", retryable=True)
@@ -124,26 +124,17 @@ class XaiProvider:
         self._name = name
         self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/images/edits"
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._download_timeout = aiohttp.ClientTimeout(total=min(timeout, 60.0), sock_connect=10)
         self._session = UpstreamSession(timeout=timeout)
 
     async def edit(self, job: EditJob) -> EditResult:
-        payload = await edit_body(job)
-        data = orjson.dumps(payload)
-        session = self._session.get()
-        try:
-            async with session.post(self._url, data=data, headers=self._headers) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise translate_error(response.status, body, response.headers, self._name)
-            parsed = orjson.loads(body)
-            if not isinstance(parsed, dict):
-                raise orjson.JSONDecodeError("not an object", "", 0)
-            images = await self._outputs(parsed.get("data"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise transport_error(exc, self._name) from exc
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{self._name}' sent an unreadable answer.",
-                                retryable=True) from None
+        data = orjson.dumps(await edit_body(job))
+        body = await post(self._session.get(), self._url, data=data, headers=self._headers, provider=self._name,
+                          translate=translate_error)
+        parsed = json_object(body)
+        if parsed is None:
+            raise unreadable(self._name)
+        images = await self._outputs(parsed.get("data"))
         usage = parsed.get("usage")
         return EditResult(images=images, usage=usage if isinstance(usage, Mapping) else None,
                           created=parsed.get("created") or int(time.time()), cost_micros=cost_micros(usage))
@@ -159,8 +150,10 @@ class XaiProvider:
                 url = item.get("url") if isinstance(item, Mapping) else None
                 if isinstance(b64, str) and b64:
                     outputs.append(OutputImage(b64_json=b64, format=sniff_format(_b64_head(b64)) or "jpeg"))
-                elif isinstance(url, str) and url:
-                    outputs.append(asyncio.create_task(self._download(url)))
+                elif isinstance(url, str) and url:  # a signed URL: fetched without credentials
+                    outputs.append(asyncio.create_task(download_image(
+                        self._session.get(), url, provider=self._name, client_timeout=self._download_timeout,
+                        retryable=True)))
                 else:
                     raise UpstreamError(f"The provider '{self._name}' returned an item without an image.",
                                         retryable=True)
@@ -173,23 +166,8 @@ class XaiProvider:
                     elif not o.cancelled():
                         o.exception()
 
-    async def _download(self, url: str) -> OutputImage:
-        async with self._session.get().get(url) as response:  # a signed URL: no credentials sent
-            if response.status != 200:
-                raise UpstreamError(f"The provider '{self._name}' result could not be downloaded (HTTP "
-                                    f"{response.status}).", retryable=True)
-            if (response.content_length or 0) > _MAX_DOWNLOAD:
-                raise UpstreamError(f"The provider '{self._name}' returned an oversized image.")
-            data = await response.content.read(_MAX_DOWNLOAD + 1)
-        fmt = sniff_format(data[:12])
-        if fmt is None or len(data) > _MAX_DOWNLOAD:
-            raise UpstreamError(f"The provider '{self._name}' returned something that is not an image.",
-                                retryable=True)
-        return OutputImage(data=data, format=fmt)
-
     async def aclose(self) -> None:
         await self._session.aclose()
-
 
 
 def _b64_head(b64: str) -> bytes:
