@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import re
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ import pytest
 from PIL import Image
 from tests.conftest import Harness, png_bytes, start_harness
 from tests.emulators.bfl_emulator import BflEmulator
+from tests.emulators.openai_emulator import OpenAIEmulator
 
+from imagegate.app import build_gateway
 from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, TaskSettings
 from imagegate.core.pricing import usd_to_micros
 from imagegate.tasks.runner import TaskRunner
@@ -101,16 +104,22 @@ async def test_status_aliases_and_no_existence_oracle(gw: Harness, path: str) ->
     assert unauthenticated.status_code == 401
 
 
-async def test_async_refused_for_a_model_without_it(gw: Harness, db_url: str, tmp_path: Any) -> None:
-    async with BflEmulator() as emu:
+async def test_async_refused_for_a_model_without_it(db_url: str, tmp_path: Any) -> None:
+    async with OpenAIEmulator(api_key="sk-up") as emu:
         settings = make_settings(db_url, tmp_path)
         h = await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
-            name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
+            name="openai", type="openai", base_url=emu.base_url, api_key="sk-up", models=("gpt-image-1.5",)))))
         try:
-            response = await h.client.post("/v1/images/edits", headers=h.auth, json={
-                "model": "local-edit", "prompt": "sepia", "async": "maybe",
-                "image_url": "data:image/png;base64,AAAA"})
-            assert response.status_code == 400 and response.json()["error"]["param"] == "async"
+            deposits, balance, _, _ = await balances(h)
+            for value in ("true", True):
+                response = await h.client.post("/v1/images/edits", headers=h.auth, json={
+                    "model": "gpt-image-1.5", "prompt": "a hat", "async": value,
+                    "image_url": "data:image/png;base64," + base64.b64encode(png_bytes()).decode()})
+                assert response.status_code == 400, response.text
+                error = response.json()["error"]
+                assert error["param"] == "async" and "gpt-image-1.5" in error["message"]
+            assert emu.edit_requests == [] and await h.gateway.runner.run_once() is False
+            assert await balances(h) == (deposits, balance, 0, 0)
         finally:
             await h.aclose()
 
@@ -303,4 +312,35 @@ async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_pat
             await asyncio.sleep(0.02)
         assert states == ["completed"] * 4  # woken by the submit, not by the 30 s poll
     finally:
+        await h.aclose()
+
+
+async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEmulator, db_url: str,
+                                                                       tmp_path: Any) -> None:
+    h = await bfl_harness(db_url, tmp_path, bfl, workers=3, poll_interval=0.05)
+    other = await build_gateway(h.gateway.settings)  # a second process: its own engine, pool and workers
+    try:
+        deposits, balance, _, _ = await balances(h)
+        ids = []
+        for i in range(12):
+            response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+                "model": "flux-kontext-pro", "prompt": f"hat number {i}", "async": "true"},
+                files={"image": ("a.png", png_bytes(), "image/png")})
+            ids.append(response.json()["id"])
+        h.gateway.runner.start()
+        other.runner.start()
+        for _ in range(600):
+            states = [(await status(h, i)).json()["status"] for i in ids]
+            if all(s in ("completed", "failed") for s in states):
+                break
+            await asyncio.sleep(0.05)
+        assert states == ["completed"] * 12
+        prompts = sorted(r.json["prompt"] for r in bfl.submits)
+        assert prompts == sorted(f"hat number {i}" for i in range(12))  # each task submitted exactly once
+        cost = sum(round(t.cost * 10_000) for t in bfl.tasks.values())
+        assert await balances(h) == (deposits, balance - cost, 0, cost)
+        settles = [e.transaction_id for e in await h.gateway.accounts.ledger("alice") if e.kind == "settle"]
+        assert len(settles) == len(set(settles)) == 12
+    finally:
+        await other.aclose()
         await h.aclose()
