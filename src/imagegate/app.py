@@ -36,6 +36,7 @@ from imagegate.db.tasks import SqlTaskStore
 from imagegate.db.transactions import Transactions
 from imagegate.fetch import SafeFetcher
 from imagegate.inputs import InputResolver
+from imagegate.metrics import Metrics
 from imagegate.providers.registry import build_provider
 from imagegate.storage.local import LocalBlobStore
 from imagegate.tasks.runner import TaskRunner
@@ -61,6 +62,7 @@ class Gateway:
     tasks: SqlTaskStore
     runner: TaskRunner
     idempotency: SqlIdempotencyStore
+    metrics: Metrics
 
     async def aclose(self) -> None:
         await self.runner.aclose()
@@ -100,15 +102,19 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     fetcher = fetcher or SafeFetcher(settings.fetch)
     tasks = SqlTaskStore(transactions)
     new_tasks = asyncio.Event()
-    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, Router(settings.routing),
+    metrics = Metrics()
+    router = Router(settings.routing, observe=metrics.upstream_attempt)
+    metrics.watch_circuits(router.health)
+    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, router,
                         request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
                         task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
     idempotency = SqlIdempotencyStore(transactions, stale_after=settings.billing.hold_ttl)
     runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks,
-                        idempotency=idempotency)
+                        idempotency=idempotency, ended=metrics.task_ended)
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
                    ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
-                   transactions=transactions, tasks=tasks, runner=runner, idempotency=idempotency)
+                   transactions=transactions, tasks=tasks, runner=runner, idempotency=idempotency,
+                   metrics=metrics)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

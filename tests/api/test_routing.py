@@ -114,3 +114,19 @@ async def test_the_request_deadline_bounds_all_attempts(settings: Settings, upst
         await assert_nothing_held(h)
     finally:
         await h.aclose()
+
+
+async def test_which_route_served_is_in_metrics_not_in_the_response(gw: Harness, upstreams: Any) -> None:
+    primary, _ = upstreams
+    primary.inject("server_error", times=2)
+    for _ in range(3):
+        assert (await edit(gw)).status_code == 200
+    response = await gw.client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'imagegate_upstream_attempts_total{model="gpt-image-1.5",outcome="upstream_error",route="primary"} 2.0' \
+        in text
+    assert 'imagegate_upstream_attempts_total{model="gpt-image-1.5",outcome="ok",route="backup"} 3.0' in text
+    assert 'imagegate_route_circuit_state{route="primary",state="open"} 1.0' in text
+    assert 'imagegate_route_circuit_state{route="backup",state="closed"} 1.0' in text
+    assert 'imagegate_upstream_seconds_count{route="backup"} 3.0' in text

@@ -88,6 +88,8 @@ async def test_async_edit_is_accepted_then_completed_and_billed_once(gw: Harness
     assert await balances(gw) == (deposits, balance - usd_to_micros(PRICE), 0, usd_to_micros(PRICE))
     entries = [e.kind for e in await gw.gateway.accounts.ledger("alice")]
     assert entries.count("settle") == 1 and entries.count("hold") == 1
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'imagegate_tasks_ended_total{outcome="completed"} 1.0' in metrics
 
 
 @pytest.mark.parametrize("path", ["/v1/tasks/", "/v1/images/", "/v1/images/generations/"])

@@ -21,6 +21,7 @@ from imagegate.core.media import MIME_TYPES
 from imagegate.core.tasks import TaskView
 from imagegate.db.files import new_file_id
 from imagegate.imaging import check_image
+from imagegate.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from imagegate.app import Gateway
@@ -37,6 +38,10 @@ def _gateway(request: Request) -> Gateway:
 
 async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_gateway(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
 async def create_edit(request: Request) -> Response:
@@ -184,6 +189,7 @@ async def get_blob(request: Request) -> Response:
 
 ROUTES = [
     Route("/healthz", health, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/v1/images/edits", create_edit, methods=["POST"]),
     Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/v1/images/generations/{task_id}", get_task, methods=["GET"]),

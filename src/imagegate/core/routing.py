@@ -25,6 +25,7 @@ from imagegate.core.errors import AllChannelsFailed, UpstreamError, UpstreamTime
 log = logging.getLogger("imagegate.routing")
 
 T = TypeVar("T")
+AttemptObserver = Callable[[str, str, str, float], None]  # route, model, outcome ("ok" or a code), seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,11 @@ class Router:
     """Chooses routes and fails over between them; keeps one circuit per route name across requests."""
 
     def __init__(self, policy: RoutingPolicy = RoutingPolicy(), *, clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, observe: AttemptObserver | None = None) -> None:
         self.policy = policy
         self._clock = clock
         self._rand = rand
+        self._observe = observe or (lambda route, model, outcome, seconds: None)
         self._circuits: dict[str, _Circuit] = {}
 
     def clock(self) -> float:
@@ -139,10 +141,12 @@ class Router:
             attempts += 1
             probe = circuit.begin(now)
             scope = asyncio.timeout(remaining)
+            outcome = "ok"
             try:
                 async with scope:
                     result = await call(route)
             except (TimeoutError, UpstreamError) as exc:
+                outcome = "deadline" if scope.expired() else getattr(exc, "code", "timeout")
                 if scope.expired():
                     self._failed(route, circuit, probe, model, "deadline")
                     raise _deadline_passed(model) from exc
@@ -151,8 +155,12 @@ class Router:
                 self._failed(route, circuit, probe, model, exc.code)
                 failures.append(exc)
                 continue
+            except BaseException as exc:
+                outcome = getattr(exc, "code", type(exc).__name__)
+                raise
             finally:
                 circuit.release(probe)
+                self._observe(route.provider_name, model, outcome, self._clock() - now)
             if probe:
                 log.info("route %s is back after a successful probe", route.provider_name)
             circuit.succeeded()

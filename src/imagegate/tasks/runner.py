@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from imagegate.config import BillingSettings, TaskSettings
@@ -52,7 +52,8 @@ def worker_id() -> str:
 class TaskRunner:
     def __init__(self, store: SweptTaskStore, edits: EditService, blobs: BlobStore, holds: HoldSweeper,
                  settings: TaskSettings, billing: BillingSettings, *, wake: asyncio.Event | None = None,
-                 idempotency: ExpiringStore | None = None, owner: str | None = None) -> None:
+                 idempotency: ExpiringStore | None = None, ended: Callable[[str], None] = lambda outcome: None,
+                 owner: str | None = None) -> None:
         self._store = store
         self._edits = edits
         self._blobs = blobs
@@ -60,6 +61,7 @@ class TaskRunner:
         self._settings = settings
         self._billing = billing
         self._idempotency = idempotency
+        self._ended = ended  # told "completed" or the error code of every task this process ends
         self.owner = owner or worker_id()
         self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
         self._loops: list[asyncio.Task[None]] = []
@@ -168,6 +170,7 @@ class TaskRunner:
             await self._edits.discard(keys)
             raise LeaseLost(task.id)
         log.info("task %s completed; charged %d micro-USD", task.id, cost)
+        self._ended("completed")
         await self._edits.discard(task.input.blob_keys())
 
     async def _load(self, stored: StoredInput) -> SourceImage:
@@ -181,6 +184,7 @@ class TaskRunner:
     async def _fail(self, task: ClaimedTask, code: str, message: str) -> None:
         if await self._store.fail(task.id, self.owner, code=code, message=message):
             log.info("task %s failed: %s", task.id, code)
+            self._ended(code)
             await self._edits.discard(task.input.blob_keys())
 
     # --- the sweeper -------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ class TaskRunner:
             if await self._store.fail(task_id, None, code="timeout",
                                       message="The task did not finish before its deadline; it was not billed."):
                 log.info("task %s failed: deadline passed while no worker held it", task_id)
+                self._ended("timeout")
         released = await self._holds.release_expired()
         if released:
             log.warning("released %d hold(s) whose request outlived them", released)
