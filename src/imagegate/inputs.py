@@ -42,9 +42,15 @@ class InputResolver:
         record = await self._files.get(ref.file_id, caller.account_id)
         if record is None:
             raise FileNotFoundInRequest(f"No file with id '{ref.file_id}' was found.", param=ref.param)
-        file = await self._blobs.open(record.blob_key)
-        try:
-            return await check_image(file, param=ref.param, filename=record.filename, size=record.bytes)
-        except BaseException:
-            file.close()
-            raise
+        return await load_image(self._blobs, record.blob_key, param=ref.param, filename=record.filename,
+                                size=record.bytes)
+
+
+async def load_image(blobs: BlobStore, key: str, *, param: str, filename: str, size: int) -> SourceImage:
+    """An image kept in the blob store, content-checked again as it comes out."""
+    file = await blobs.open(key)
+    try:
+        return await check_image(file, param=param, filename=filename, size=size)
+    except BaseException:
+        file.close()
+        raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import re
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from tests.conftest import Harness, png_bytes, start_harness
 from tests.emulators.bfl_emulator import BflEmulator
 from tests.emulators.openai_emulator import OpenAIEmulator
 
-from imagegate.app import build_gateway
+from imagegate.app import Gateway, build_gateway
 from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, TaskSettings
 from imagegate.core.pricing import usd_to_micros
 from imagegate.tasks.runner import TaskRunner
@@ -32,13 +33,36 @@ def make_settings(db_url: str, tmp_path: Any, **tasks: Any) -> Settings:
                     prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})
 
 
-@pytest.fixture
-async def gw(db_url: str, tmp_path: Any) -> AsyncIterator[Harness]:
-    h = await start_harness(make_settings(db_url, tmp_path))
+@contextlib.asynccontextmanager
+async def running(db_url: str, tmp_path: Any, *routes: ProviderSettings, **tasks: Any) -> AsyncIterator[Harness]:
+    """A gateway on the test database with `local-edit` plus `routes`, and these [tasks] settings."""
+    settings = make_settings(db_url, tmp_path, **tasks)
+    h = await start_harness(replace(settings, providers=(*settings.providers, *routes)))
     try:
         yield h
     finally:
         await h.aclose()
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(settings: Settings) -> AsyncIterator[Gateway]:
+    """Another gateway on the same database: its own engine, pool and workers, as a second process has."""
+    gateway = await build_gateway(settings)
+    try:
+        yield gateway
+    finally:
+        await gateway.aclose()
+
+
+def bfl_route(emu: BflEmulator) -> ProviderSettings:
+    return ProviderSettings(name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key,
+                            models=("flux-kontext-pro",))
+
+
+@pytest.fixture
+async def gw(db_url: str, tmp_path: Any) -> AsyncIterator[Harness]:
+    async with running(db_url, tmp_path) as h:
+        yield h
 
 
 async def submit(h: Harness, prompt: str = "grayscale", key: str | None = None, **fields: str) -> Any:
@@ -108,10 +132,9 @@ async def test_status_aliases_and_no_existence_oracle(gw: Harness, path: str) ->
 
 async def test_async_refused_for_a_model_without_it(db_url: str, tmp_path: Any) -> None:
     async with OpenAIEmulator(api_key="sk-up") as emu:
-        settings = make_settings(db_url, tmp_path)
-        h = await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
-            name="openai", type="openai", base_url=emu.base_url, api_key="sk-up", models=("gpt-image-1.5",)))))
-        try:
+        route = ProviderSettings(name="openai", type="openai", base_url=emu.base_url, api_key="sk-up",
+                                 models=("gpt-image-1.5",))
+        async with running(db_url, tmp_path, route) as h:
             deposits, balance, _, _ = await balances(h)
             for value in ("true", True):
                 response = await h.client.post("/v1/images/edits", headers=h.auth, json={
@@ -122,8 +145,6 @@ async def test_async_refused_for_a_model_without_it(db_url: str, tmp_path: Any) 
                 assert error["param"] == "async" and "gpt-image-1.5" in error["message"]
             assert emu.edit_requests == [] and await h.gateway.runner.run_once() is False
             assert await balances(h) == (deposits, balance, 0, 0)
-        finally:
-            await h.aclose()
 
 
 async def test_a_failing_task_is_released_and_reports_its_error(gw: Harness) -> None:
@@ -165,8 +186,7 @@ async def test_a_lost_worker_is_replaced_when_its_lease_runs_out(gw: Harness) ->
 
 
 async def test_a_task_claimed_too_often_fails_and_is_released(db_url: str, tmp_path: Any) -> None:
-    h = await start_harness(make_settings(db_url, tmp_path, max_attempts=2))
-    try:
+    async with running(db_url, tmp_path, max_attempts=2) as h:
         deposits, balance, _, _ = await balances(h)
         task_id = (await submit(h)).json()["id"]
         for worker in ("w1", "w2"):
@@ -176,13 +196,10 @@ async def test_a_task_claimed_too_often_fails_and_is_released(db_url: str, tmp_p
         task = (await status(h, task_id)).json()
         assert task["status"] == "failed" and task["error"]["code"] == "task_interrupted"
         assert await balances(h) == (deposits, balance, 0, 0)
-    finally:
-        await h.aclose()
 
 
 async def test_deadline_fails_an_unclaimed_task_with_timeout(db_url: str, tmp_path: Any) -> None:
-    h = await start_harness(make_settings(db_url, tmp_path, deadline=0.3, retention=60.0))
-    try:
+    async with running(db_url, tmp_path, deadline=0.3, retention=60.0) as h:
         deposits, balance, _, _ = await balances(h)
         task_id = (await submit(h)).json()["id"]
         await asyncio.sleep(0.4)
@@ -191,16 +208,11 @@ async def test_deadline_fails_an_unclaimed_task_with_timeout(db_url: str, tmp_pa
         task = (await status(h, task_id)).json()
         assert task["status"] == "failed" and task["error"]["code"] == "timeout"
         assert await balances(h) == (deposits, balance, 0, 0)
-    finally:
-        await h.aclose()
 
 
 async def test_deadline_stops_a_running_task_with_timeout(db_url: str, tmp_path: Any) -> None:
     async with BflEmulator(steps=("Pending",) * 1000) as emu:
-        settings = make_settings(db_url, tmp_path, deadline=1.0, retention=60.0)
-        h = await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
-            name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
-        try:
+        async with running(db_url, tmp_path, bfl_route(emu), deadline=1.0, retention=60.0) as h:
             deposits, balance, _, _ = await balances(h)
             response = await h.client.post("/v1/images/edits", headers=h.auth, data={
                 "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
@@ -211,13 +223,10 @@ async def test_deadline_stops_a_running_task_with_timeout(db_url: str, tmp_path:
             assert task["status"] == "failed" and task["error"]["code"] == "timeout"
             assert len(emu.submits) == 1 and len(emu.polls) >= 1
             assert await balances(h) == (deposits, balance, 0, 0)
-        finally:
-            await h.aclose()
 
 
 async def test_retention_expires_tasks_and_their_images(db_url: str, tmp_path: Any) -> None:
-    h = await start_harness(make_settings(db_url, tmp_path, deadline=0.5, retention=1.0))
-    try:
+    async with running(db_url, tmp_path, deadline=0.5, retention=1.0) as h:
         task_id = (await submit(h)).json()["id"]
         assert await h.gateway.runner.run_once()
         [item] = (await status(h, task_id)).json()["data"]
@@ -229,8 +238,6 @@ async def test_retention_expires_tasks_and_their_images(db_url: str, tmp_path: A
         await h.gateway.runner.sweep()
         assert not h.gateway.blobs.path(key).exists()
         assert await h.gateway.tasks.purge_expired() == []
-    finally:
-        await h.aclose()
 
 
 async def test_inputs_are_not_served_publicly(gw: Harness) -> None:
@@ -247,16 +254,9 @@ async def bfl() -> AsyncIterator[BflEmulator]:
         yield emu
 
 
-async def bfl_harness(db_url: str, tmp_path: Any, emu: BflEmulator, **tasks: Any) -> Harness:
-    settings = make_settings(db_url, tmp_path, **tasks)
-    return await start_harness(replace(settings, providers=(*settings.providers, ProviderSettings(
-        name="bfl", type="bfl", base_url=emu.base_url, api_key=emu.api_key, models=("flux-kontext-pro",)))))
-
-
 async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: BflEmulator, db_url: str,
                                                                        tmp_path: Any) -> None:
-    h = await bfl_harness(db_url, tmp_path, bfl, lease=0.6)
-    try:
+    async with running(db_url, tmp_path, bfl_route(bfl), lease=0.6) as h:
         deposits, balance, _, _ = await balances(h)
         response = await h.client.post("/v1/images/edits", headers=h.auth, data={
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
@@ -281,14 +281,11 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
         [job] = bfl.tasks.values()
         cost = round(job.cost * 10_000)  # BFL credits → micro-USD
         assert await balances(h) == (deposits, balance - cost, 0, cost)
-    finally:
-        await h.aclose()
 
 
 async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmulator, db_url: str,
                                                                   tmp_path: Any) -> None:
-    h = await bfl_harness(db_url, tmp_path, bfl)
-    try:
+    async with running(db_url, tmp_path, bfl_route(bfl)) as h:
         deposits, balance, _, _ = await balances(h)
         bfl.inject("content_moderated")
         response = await h.client.post("/v1/images/edits", headers=h.auth, data={
@@ -298,14 +295,11 @@ async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmula
         task = (await status(h, response.json()["id"])).json()
         assert task["status"] == "failed" and task["error"]["code"] == "moderation_blocked"
         assert await balances(h) == (deposits, balance, 0, 0)
-    finally:
-        await h.aclose()
 
 
 async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_path: Any) -> None:
-    h = await start_harness(make_settings(db_url, tmp_path, workers=2, poll_interval=30.0))
-    h.gateway.runner.start()
-    try:
+    async with running(db_url, tmp_path, workers=2, poll_interval=30.0) as h:
+        h.gateway.runner.start()
         ids = [(await submit(h)).json()["id"] for _ in range(4)]
         for _ in range(300):
             states = [(await status(h, i)).json()["status"] for i in ids]
@@ -313,15 +307,12 @@ async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_pat
                 break
             await asyncio.sleep(0.02)
         assert states == ["completed"] * 4  # woken by the submit, not by the 30 s poll
-    finally:
-        await h.aclose()
 
 
 async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEmulator, db_url: str,
                                                                        tmp_path: Any) -> None:
-    h = await bfl_harness(db_url, tmp_path, bfl, workers=3, poll_interval=0.05)
-    other = await build_gateway(h.gateway.settings)  # a second process: its own engine, pool and workers
-    try:
+    async with running(db_url, tmp_path, bfl_route(bfl), workers=3, poll_interval=0.05) as h, \
+            gateway_process(h.gateway.settings) as other:
         deposits, balance, _, _ = await balances(h)
         ids = []
         for i in range(12):
@@ -343,6 +334,3 @@ async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEm
         assert await balances(h) == (deposits, balance - cost, 0, cost)
         settles = [e.transaction_id for e in await h.gateway.accounts.ledger("alice") if e.kind == "settle"]
         assert len(settles) == len(set(settles)) == 12
-    finally:
-        await other.aclose()
-        await h.aclose()

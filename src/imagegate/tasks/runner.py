@@ -25,8 +25,8 @@ from imagegate.core.errors import GatewayError
 from imagegate.core.media import SourceImage
 from imagegate.core.ports import BlobStore, TaskStore
 from imagegate.core.service import EditService, LeaseLost
-from imagegate.core.tasks import ClaimedTask, StoredInput, UpstreamJob
-from imagegate.imaging import check_image
+from imagegate.core.tasks import ClaimedTask, UpstreamJob
+from imagegate.inputs import load_image
 
 log = logging.getLogger("imagegate.tasks")
 
@@ -148,7 +148,8 @@ class TaskRunner:
         sources: list[SourceImage] = []
         try:
             for stored in (*task.input.images, *([task.input.mask] if task.input.mask else [])):
-                sources.append(await self._load(stored))
+                sources.append(await load_image(self._blobs, stored.key, param=stored.param,
+                                                filename=stored.filename, size=stored.size))
             images, mask = (sources[:-1], sources[-1]) if task.input.mask else (sources, None)
             job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=task.input.prompt,
                           n=task.input.n, images=images, mask=mask, options=task.input.options,
@@ -172,14 +173,6 @@ class TaskRunner:
         log.info("task %s completed; charged %d micro-USD", task.id, cost)
         self._ended("completed")
         await self._edits.discard(task.input.blob_keys())
-
-    async def _load(self, stored: StoredInput) -> SourceImage:
-        file = await self._blobs.open(stored.key)
-        try:
-            return await check_image(file, param=stored.param, filename=stored.filename, size=stored.size)
-        except BaseException:
-            file.close()
-            raise
 
     async def _fail(self, task: ClaimedTask, code: str, message: str) -> None:
         if await self._store.fail(task.id, self.owner, code=code, message=message):
