@@ -283,6 +283,25 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
         assert await balances(h) == (deposits, balance - cost, 0, cost)
 
 
+async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_path: Any) -> None:
+    async with BflEmulator(steps=("Pending",) * 4) as bfl, \
+            running(db_url, tmp_path, bfl_route(bfl), lease=0.3) as h:  # polling takes 3 s or more
+        response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+            "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+            files={"image": ("a.png", png_bytes(), "image/png")})
+        working = asyncio.create_task(h.gateway.runner.run_once())
+        rival = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.ledger,
+                           h.gateway.settings.tasks, h.gateway.settings.billing, owner="rival")
+        await asyncio.sleep(0.1)
+        for _ in range(8):  # 1.2 s: four leases long, while the BFL job is still pending
+            assert await rival.run_once() is False
+            await asyncio.sleep(0.15)
+        assert not working.done()
+        assert await working is True
+        assert (await status(h, response.json()["id"])).json()["status"] == "completed"
+        assert len(bfl.submits) == 1
+
+
 async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmulator, db_url: str,
                                                                   tmp_path: Any) -> None:
     async with running(db_url, tmp_path, bfl_route(bfl)) as h:
