@@ -88,8 +88,9 @@ class Price:
                 unit = self.rates.get("per_image", 0)
             return unit * c.n + self.rates.get("per_input_image", 0) * len(c.input_pixels)
         if self.kind == "megapixels":
-            width, height = c.size or (1024, 1024)
-            out_mp = max(1, _ceil_div(width * height, 1_000_000))
+            # Without a size the output follows the first source's size (at least one megapixel).
+            pixels = c.size[0] * c.size[1] if c.size else (c.input_pixels[0] if c.input_pixels else 0)
+            out_mp = max(1, _ceil_div(pixels, 1_000_000))
             in_mp = sum(_ceil_div(p, 1_000_000) for p in c.input_pixels)
             per_image = self.rates["first_mp"] + (out_mp - 1) * self.rates["extra_mp"]
             return per_image * c.n + in_mp * self.rates["input_mp"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,6 +44,8 @@ from imagegate.providers.http import (
     retry_after,
     unreadable,
 )
+
+log = logging.getLogger("imagegate.providers.xai")
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 MAX_REFERENCES = 3
@@ -99,10 +102,11 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
     if status in (401, 403) or (status == 400 and _BAD_KEY_TEXT in text):
         return UpstreamError(f"The provider '{provider}' refused the gateway's credentials.", retryable=True)
     if status == 400 and _MODERATION_TEXT in text:
-        # xAI may bill a moderated request; the cost it reports rides along for the gateway's books.
-        usage = parsed.get("usage") if parsed is not None else None
-        return ModerationBlocked("The request was rejected by the provider's content moderation.",
-                                 upstream_cost_micros=cost_micros(usage))
+        # xAI may bill a moderated request. The client is not charged for a refusal; the operator is told.
+        charged = cost_micros(parsed.get("usage") if parsed is not None else None)
+        if charged:
+            log.warning("provider %s charged %d micro-USD for a request its moderation refused", provider, charged)
+        return ModerationBlocked("The request was rejected by the provider's content moderation.")
     if status == 429:
         if any(phrase in text for phrase in _BILLING_TEXTS):
             return UpstreamError(f"The provider '{provider}' has no credit left (billing limit reached).",
