@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import secrets
@@ -88,10 +89,15 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 # --- the gateway ---------------------------------------------------------------------------------
+def settings_on(db_url: str, blobs: Path, **sections: Any) -> Settings:
+    """Settings on the database `db_url` with the blob store in `blobs`; other sections as given."""
+    return Settings(database=DatabaseSettings(url=db_url),
+                    storage=StorageSettings(path=str(blobs), public_base_url="http://gateway.test"), **sections)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, sqlite_url: str) -> Settings:
-    return Settings(database=DatabaseSettings(url=sqlite_url),
-                    storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"))
+    return settings_on(sqlite_url, tmp_path / "blobs")
 
 
 def with_providers(settings: Settings, *providers: ProviderSettings) -> Settings:
@@ -130,6 +136,13 @@ class Harness:
             await self.gateway.accounts.add_credit(account, usd_to_micros(credit))
         return await self.gateway.accounts.create_key(account, **kwargs)
 
+    async def books(self, account: str = "alice") -> tuple[int, int, int]:
+        """(balance, held, spent) in micro-USD, after checking that deposits = balance + held + spent."""
+        s = await self.gateway.accounts.summary(account)
+        assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
+        assert min(s.balance_micros, s.held_micros, s.spent_micros) >= 0
+        return s.balance_micros, s.held_micros, s.spent_micros
+
     async def fetch_output(self, url: str) -> bytes:
         response = await self.client.get(url.replace("http://gateway.test", ""))
         assert response.status_code == 200, response.text
@@ -146,10 +159,17 @@ async def start_harness(settings: Settings, **build: Any) -> Harness:
     return harness
 
 
-@pytest.fixture
-async def harness(settings: Settings) -> AsyncIterator[Harness]:
-    h = await start_harness(settings)
+@contextlib.asynccontextmanager
+async def running(settings: Settings, **build: Any) -> AsyncIterator[Harness]:
+    """A harness for the length of a `with` block."""
+    h = await start_harness(settings, **build)
     try:
         yield h
     finally:
         await h.aclose()
+
+
+@pytest.fixture
+async def harness(settings: Settings) -> AsyncIterator[Harness]:
+    async with running(settings) as h:
+        yield h

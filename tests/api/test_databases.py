@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.conftest import png_bytes, start_harness
+from tests.conftest import png_bytes, running
 
 from imagegate.config import DatabaseSettings, Settings
 
 
 async def test_edit_and_files_on_each_database(settings: Settings, db_url: str) -> None:
-    h = await start_harness(replace(settings, database=DatabaseSettings(url=db_url)))
-    try:
+    async with running(replace(settings, database=DatabaseSettings(url=db_url))) as h:
         up = await h.client.post("/v1/files", headers=h.auth, data={"purpose": "user_data"},
                                  files={"file": ("p.png", png_bytes(), "image/png")})
         assert up.status_code == 200, up.text
@@ -30,5 +29,3 @@ async def test_edit_and_files_on_each_database(settings: Settings, db_url: str) 
         assert again.status_code == 404 and again.json()["error"]["code"] == "file_not_found"
         s = await h.gateway.accounts.summary("alice")
         assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    finally:
-        await h.aclose()

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running, settings_on
 from tests.emulators.azure_emulator import AzureEmulator
 
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
+from imagegate.config import ProviderSettings, Settings
 
 KEY = "azure-upstream-key"
 DEPLOYMENT = "img-prod"
@@ -25,9 +25,8 @@ GPT_IMAGE_1 = {"text_in": 5, "image_in": 10, "image_out": 40}  # USD per 1M toke
 
 
 def make_settings(db_url: str, blobs: Path, emu: AzureEmulator, **provider: Any) -> Settings:
-    return Settings(
-        database=DatabaseSettings(url=db_url),
-        storage=StorageSettings(path=str(blobs), public_base_url="http://gateway.test"),
+    return settings_on(
+        db_url, blobs,
         providers=(ProviderSettings(**{
             "name": "azure", "type": "azure", "base_url": emu.base_url, "api_key": KEY,
             "models": ("gpt-image-1",), "deployments": {"gpt-image-1": DEPLOYMENT}, "timeout": 5.0,
@@ -42,18 +41,8 @@ async def emu() -> AsyncIterator[AzureEmulator]:
 
 @pytest.fixture
 async def gw(db_url: str, tmp_path: Path, emu: AzureEmulator) -> AsyncIterator[Harness]:
-    h = await start_harness(make_settings(db_url, tmp_path / "blobs", emu))
-    try:
+    async with running(make_settings(db_url, tmp_path / "blobs", emu)) as h:
         yield h
-    finally:
-        await h.aclose()
-
-
-async def books(h: Harness) -> tuple[int, int, int]:
-    """(balance, held, spent) in micro-USD, after checking that deposits = balance + held + spent."""
-    s = await h.gateway.accounts.summary("alice")
-    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    return s.balance_micros, s.held_micros, s.spent_micros
 
 
 async def edit(h: Harness, **fields: str) -> Any:
@@ -70,7 +59,7 @@ def token_cost(usage: dict[str, Any]) -> int:
 
 
 async def test_url_edit_on_a_deployment_route_is_stored_and_served(gw: Harness, emu: AzureEmulator) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, quality="low", size="1024x1536")  # response_format left at its default: url
     assert r.status_code == 200, r.text
     [sent] = emu.edit_requests
@@ -86,7 +75,7 @@ async def test_url_edit_on_a_deployment_route_is_stored_and_served(gw: Harness, 
     assert image.format == "PNG" and image.size == (1024, 1536)
     cost = token_cost(body["usage"])  # the usage Azure reported, passed through and billed
     assert body["billing_transaction_id"] == r.headers["X-Billing-Transaction-ID"]
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
     settled = [e for e in await gw.gateway.accounts.ledger("alice") if e.kind == "settle"]
     assert [(e.transaction_id, e.amount_micros, e.memo) for e in settled] == [
         (body["billing_transaction_id"], cost, "gpt-image-1")]
@@ -101,13 +90,12 @@ async def test_b64_json_edit_is_answered_inline_and_stores_nothing(gw: Harness, 
     data = base64.b64decode(item["b64_json"])
     assert data[:3] == b"\xff\xd8\xff" and Image.open(io.BytesIO(data)).size == (1024, 1024)
     assert not gw.gateway.blobs.path("outputs/" + "x" * 16).parent.exists()
-    _, held, spent = await books(gw)
+    _, held, spent = await gw.books()
     assert held == 0 and spent == token_cost(r.json()["usage"])
 
 
 async def test_v1_route(db_url: str, tmp_path: Path, emu: AzureEmulator) -> None:
-    h = await start_harness(make_settings(db_url, tmp_path / "blobs", emu, api_version="v1"))
-    try:
+    async with running(make_settings(db_url, tmp_path / "blobs", emu, api_version="v1")) as h:
         r = await edit(h, quality="low")
         assert r.status_code == 200, r.text
         [sent] = emu.edit_requests
@@ -116,31 +104,26 @@ async def test_v1_route(db_url: str, tmp_path: Path, emu: AzureEmulator) -> None
         assert sent.headers["api-key"] == KEY
         [item] = r.json()["data"]
         assert Image.open(io.BytesIO(await h.fetch_output(item["url"]))).size == (1024, 1024)
-        _, held, spent = await books(h)
+        _, held, spent = await h.books()
         assert held == 0 and spent == token_cost(r.json()["usage"]) > 0
-    finally:
-        await h.aclose()
 
 
 async def test_unwritable_blob_store_fails_url_requests_without_falling_back_to_base64(
         db_url: str, tmp_path: Path, emu: AzureEmulator) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"a regular file where the blob store's parent directory should be")
-    h = await start_harness(make_settings(db_url, blocker / "blobs", emu))
-    try:
-        balance, _, _ = await books(h)
+    async with running(make_settings(db_url, blocker / "blobs", emu)) as h:
+        balance, _, _ = await h.books()
         r = await edit(h, quality="low")
         assert r.status_code == 503, r.text
         error = r.json()["error"]
         assert error["code"] == "storage_unavailable" and error["type"] == "service_unavailable_error"
         assert "b64_json" not in r.text and "data" not in r.json()
         assert len(emu.edit_requests) == 1  # the image was made upstream, but could not be kept
-        assert await books(h) == (balance, 0, 0)
+        assert await h.books() == (balance, 0, 0)
         inline = await edit(h, quality="low", response_format="b64_json")  # needs no store
         assert inline.status_code == 200, inline.text
-        assert (await books(h))[1:] == (0, token_cost(inline.json()["usage"]))
-    finally:
-        await h.aclose()
+        assert (await h.books())[1:] == (0, token_cost(inline.json()["usage"]))
 
 
 @pytest.mark.parametrize(("kind", "status", "code"), [
@@ -160,7 +143,7 @@ async def test_unwritable_blob_store_fails_url_requests_without_falling_back_to_
 ])
 async def test_azure_errors_as_the_client_sees_them(gw: Harness, emu: AzureEmulator, kind: str, status: int,
                                                     code: str) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     emu.inject(kind, retry_after=7)
     r = await edit(gw)
     assert r.status_code == status, r.text
@@ -178,14 +161,14 @@ async def test_azure_errors_as_the_client_sees_them(gw: Harness, emu: AzureEmula
     if kind == "invalid_param":
         assert error["param"] == "quality"
     assert len(emu.edit_requests) == 1  # one route: nothing retried against it
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 async def test_webp_output_is_refused_before_anything_is_sent(gw: Harness, emu: AzureEmulator) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, output_format="webp")
     assert r.status_code == 400 and r.json()["error"]["param"] == "output_format"
     assert emu.requests == []
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
     kinds = [e.kind for e in await gw.gateway.accounts.ledger("alice")]
     assert kinds.count("hold") == kinds.count("release") and "settle" not in kinds

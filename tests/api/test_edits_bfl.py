@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running, settings_on
 from tests.emulators.bfl_emulator import BflEmulator
 
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, TaskSettings
+from imagegate.config import ProviderSettings, TaskSettings
 
 KEY = "bfl-upstream-key"
 MODELS = ("flux-kontext-pro", "flux-2-pro")
@@ -32,23 +32,12 @@ async def emu() -> AsyncIterator[BflEmulator]:
 
 @pytest.fixture
 async def gw(db_url: str, tmp_path: Path, emu: BflEmulator) -> AsyncIterator[Harness]:
-    h = await start_harness(Settings(
-        database=DatabaseSettings(url=db_url),
-        storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
+    async with running(settings_on(
+        db_url, tmp_path / "blobs",
         tasks=TaskSettings(workers=0),
         providers=(ProviderSettings(name="bfl", type="bfl", base_url=emu.base_url, api_key=KEY, models=MODELS,
-                                    timeout=10.0),)))
-    try:
+                                    timeout=10.0),))) as h:
         yield h
-    finally:
-        await h.aclose()
-
-
-async def books(h: Harness) -> tuple[int, int, int]:
-    """(balance, held, spent) in micro-USD, after checking that deposits = balance + held + spent."""
-    s = await h.gateway.accounts.summary("alice")
-    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    return s.balance_micros, s.held_micros, s.spent_micros
 
 
 async def edit(h: Harness, model: str = "flux-kontext-pro", size: tuple[int, int] = (96, 64),
@@ -67,7 +56,7 @@ def credits(emu: BflEmulator) -> int:
 
 async def test_sync_edit_submits_polls_and_hands_out_a_stored_copy(gw: Harness, emu: BflEmulator) -> None:
     emu.steps = ("Pending", "Generating")
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == 200, r.text
     [submit] = emu.submits
@@ -83,34 +72,34 @@ async def test_sync_edit_submits_polls_and_hands_out_a_stored_copy(gw: Harness, 
     assert stored == emu.samples[download.path.rsplit("/", 1)[1]][0]
     cost = credits(emu)
     assert cost == 4 * MICROS_PER_CREDIT  # Kontext [pro]: 4 credits an image
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
     settled = [e for e in await gw.gateway.accounts.ledger("alice") if e.kind == "settle"]
     assert [(e.transaction_id, e.amount_micros, e.memo) for e in settled] == [
         (body["billing_transaction_id"], cost, "flux-kontext-pro")]
 
 
 async def test_charged_the_credits_bfl_reports_not_the_catalog_estimate(gw: Harness, emu: BflEmulator) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, model="flux-2-pro", size=(64, 64), n="2", output_format="png", response_format="b64_json")
     assert r.status_code == 200, r.text
     assert len(emu.submits) == 2 and len(r.json()["data"]) == 2
     assert all(set(item) == {"b64_json"} for item in r.json()["data"])
     cost = credits(emu)
     assert cost == 2 * 30_100  # 3 credits for the first MP + 1.5 per input MP (64x64) = 3.01 credits each
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
 
 
 @pytest.mark.parametrize(("kind", "stage"), [("request_moderated", "input"), ("content_moderated", "output")])
 async def test_moderated_task_is_a_400_and_free(gw: Harness, emu: BflEmulator, kind: str, stage: str) -> None:
     emu.inject(kind)
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "moderation_blocked" and error["type"] == "invalid_request_error"
     assert stage in error["message"]
     assert emu.downloads == [] and len(emu.submits) == 1
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 @pytest.mark.parametrize("kind", [
@@ -119,12 +108,12 @@ async def test_moderated_task_is_a_400_and_free(gw: Harness, emu: BflEmulator, k
 ])
 async def test_failed_task_is_a_502_and_free(gw: Harness, emu: BflEmulator, kind: str) -> None:
     emu.inject(kind)
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == 502, r.text
     assert r.json()["error"]["code"] == "upstream_error" and r.json()["error"]["type"] == "upstream_error"
     assert len(emu.submits) == 1 and emu.downloads == []
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 @pytest.mark.parametrize(("kind", "status", "code"), [
@@ -139,7 +128,7 @@ async def test_failed_task_is_a_502_and_free(gw: Harness, emu: BflEmulator, kind
 async def test_submit_errors_as_the_client_sees_them(gw: Harness, emu: BflEmulator, kind: str, status: int,
                                                      code: str) -> None:
     emu.inject(kind, retry_after=2)
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == status, r.text
     assert r.status_code != 402
@@ -151,7 +140,7 @@ async def test_submit_errors_as_the_client_sees_them(gw: Harness, emu: BflEmulat
     if kind == "validation":
         assert error["param"] == "seed"
     assert emu.polls == [] and len(emu.submits) == 1
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 @pytest.mark.parametrize("how", ["at_once", "while_retrying"])
@@ -162,26 +151,26 @@ async def test_sample_expired_before_download_is_a_clear_upstream_failure(gw: Ha
     else:  # the first download fails; by the retry, the signed URL has expired
         emu.sample_ttl = 0.2
         emu.inject("server_error", on="sample")
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == 502, r.text
     error = r.json()["error"]
     assert error["code"] == "upstream_error" and "expired" in error["message"]
     assert [d.status for d in emu.downloads] == ([403] if how == "at_once" else [500, 403])
     assert len(emu.submits) == 1
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 async def test_async_kontext_returns_a_task_then_completes_with_a_url(gw: Harness, emu: BflEmulator) -> None:
     emu.steps = ("Pending",)
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, response_format="b64_json", run_async=True)
     assert r.status_code == 200, r.text
     accepted = r.json()
     assert accepted["status"] == "pending" and accepted["data"] == []
     assert accepted["poll_url"] == f"/v1/tasks/{accepted['id']}"
     assert emu.requests == []  # nothing sent before a worker runs it
-    _, held, _ = await books(gw)
+    _, held, _ = await gw.books()
     assert held > 0
 
     assert await gw.gateway.runner.run_once() is True
@@ -195,7 +184,7 @@ async def test_async_kontext_returns_a_task_then_completes_with_a_url(gw: Harnes
     assert len(emu.submits) == 1 and len(emu.polls) == 2
     cost = credits(emu)
     assert task["billing_transaction_id"] == done.headers["X-Billing-Transaction-ID"]
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
     settled = [e for e in await gw.gateway.accounts.ledger("alice") if e.kind == "settle"]
     assert [(e.transaction_id, e.amount_micros) for e in settled] == [(task["billing_transaction_id"], cost)]
 
@@ -203,20 +192,20 @@ async def test_async_kontext_returns_a_task_then_completes_with_a_url(gw: Harnes
 async def test_async_task_failing_upstream_reports_its_error_and_is_released(gw: Harness,
                                                                              emu: BflEmulator) -> None:
     emu.inject("error_status")
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     accepted = (await edit(gw, run_async=True)).json()
     assert await gw.gateway.runner.run_once() is True
     task = (await gw.client.get(accepted["poll_url"], headers=gw.auth)).json()
     assert task["status"] == "failed" and task["data"] == [] and "billing_transaction_id" not in task
     assert task["error"]["code"] == "upstream_error"
     assert len(emu.submits) == 1
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 async def test_flux2_large_input_without_size_is_billed_what_bfl_reports(gw: Harness, emu: BflEmulator) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, model="flux-2-pro", size=(2048, 2048))  # output follows the input: 4.19 MP
     assert r.status_code == 200, r.text
     cost = credits(emu)
     assert cost == 140_800  # 3 + 3.19 x 1.5 (further output MP) + 4.19 x 1.5 (input MP) = 14.08 credits
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import openai
 import pytest
 from PIL import Image
-from tests.conftest import Harness, mask_bytes, png_bytes, start_harness
+from tests.conftest import Harness, mask_bytes, png_bytes, running
 from tests.emulators.openai_emulator import OpenAIEmulator
 
 from imagegate.config import ProviderSettings, Settings
@@ -30,11 +30,8 @@ async def gw(settings: Settings, emulator: OpenAIEmulator) -> AsyncIterator[Harn
     configured = replace(settings, providers=(*settings.providers, ProviderSettings(
         name="openai", type="openai", base_url=emulator.base_url, api_key="sk-upstream", models=MODELS,
         timeout=2.0)))
-    h = await start_harness(configured)
-    try:
+    async with running(configured) as h:
         yield h
-    finally:
-        await h.aclose()
 
 
 def png(size: tuple[int, int] = (64, 64)) -> tuple[str, bytes, str]:

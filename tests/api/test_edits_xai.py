@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from PIL import Image
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running, settings_on
 from tests.emulators.xai_emulator import XaiEmulator
 
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
+from imagegate.config import ProviderSettings
 from imagegate.fetch.policy import FetchSettings
 
 KEY = "xai-upstream-key"
@@ -72,23 +72,12 @@ async def host() -> AsyncIterator[ImageHost]:
 @pytest.fixture
 async def gw(db_url: str, tmp_path: Path, emu: XaiEmulator, host: ImageHost) -> AsyncIterator[Harness]:
     port = int(host.url.rsplit(":", 1)[1])
-    h = await start_harness(Settings(
-        database=DatabaseSettings(url=db_url),
-        storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
+    async with running(settings_on(
+        db_url, tmp_path / "blobs",
         fetch=FetchSettings(allow_cidrs=("127.0.0.1/32",), allowed_ports=(port,)),
         providers=(ProviderSettings(name="xai", type="xai", base_url=emu.base_url, api_key=KEY, models=MODELS,
-                                    timeout=5.0),)))
-    try:
+                                    timeout=5.0),))) as h:
         yield h
-    finally:
-        await h.aclose()
-
-
-async def books(h: Harness) -> tuple[int, int, int]:
-    """(balance, held, spent) in micro-USD, after checking that deposits = balance + held + spent."""
-    s = await h.gateway.accounts.summary("alice")
-    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    return s.balance_micros, s.held_micros, s.spent_micros
 
 
 def image(name: str = "a.png", fmt: str = "PNG", size: tuple[int, int] = (64, 48)) -> tuple[str, bytes, str]:
@@ -114,14 +103,14 @@ async def test_four_json_images_are_refused_before_any_fetch(gw: Harness, emu: X
             return {k: urls(v) for k, v in value.items()}
         return f"{host.url}/{value}.png"
 
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await gw.client.post("/v1/images/edits", headers=gw.auth, json={
         "model": "grok-imagine-image", "prompt": "combine", **urls(sources)})
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert (error["code"], error["param"], error["type"]) == ("too_many_images", "image", "invalid_request_error")
     assert host.hits == [] and emu.requests == []
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
     # the same host, three images: fetched and forwarded, so the refusal above really came first
     three = await gw.client.post("/v1/images/edits", headers=gw.auth, json={
         "model": "grok-imagine-image", "prompt": "combine", "image_urls": [f"{host.url}/{n}.png" for n in "abc"],
@@ -132,7 +121,7 @@ async def test_four_json_images_are_refused_before_any_fetch(gw: Harness, emu: X
 
 
 async def test_multipart_with_two_images_becomes_json_with_data_uris(gw: Harness, emu: XaiEmulator) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await gw.client.post("/v1/images/edits", headers=gw.auth, files=[
         ("image[]", image()), ("image[]", image("b.jpg", "JPEG", (32, 32)))], data={
         "model": "grok-imagine-image", "prompt": "merge", "aspect_ratio": "16:9", "resolution": "2k",
@@ -152,7 +141,7 @@ async def test_multipart_with_two_images_becomes_json_with_data_uris(gw: Harness
     assert out.format == "JPEG" and out.size == (2048, 1152)
     cost = 20_000 + 2 * 2_000  # what xAI reported: $0.02 per output + $0.002 per input image
     assert r.json()["usage"] == {"cost_in_usd_ticks": cost * 10_000}
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
 
 
 async def test_pro_alias_is_sent_as_quality_but_billed_as_pro(gw: Harness, emu: XaiEmulator) -> None:
@@ -165,7 +154,7 @@ async def test_pro_alias_is_sent_as_quality_but_billed_as_pro(gw: Harness, emu: 
     assert item["url"].startswith("http://gateway.test/blobs/outputs/")
     assert Image.open(io.BytesIO(await gw.fetch_output(item["url"]))).format == "JPEG"
     cost = 70_000 + 2_000
-    _, held, spent = await books(gw)
+    _, held, spent = await gw.books()
     assert (held, spent) == (0, cost)
     entries = [(e.kind, e.memo, e.transaction_id) for e in await gw.gateway.accounts.ledger("alice")
                if e.kind != "deposit"]
@@ -175,10 +164,10 @@ async def test_pro_alias_is_sent_as_quality_but_billed_as_pro(gw: Harness, emu: 
 
 async def test_charged_what_xai_reports_in_ticks(gw: Harness, emu: XaiEmulator) -> None:
     emu.cost_ticks = 123_456_789  # $0.0123456789: less than the catalog price, not a whole micro-dollar
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw)
     assert r.status_code == 200, r.text
-    assert await books(gw) == (balance - 12_346, 0, 12_346)  # rounded up to the micro-dollar
+    assert await gw.books() == (balance - 12_346, 0, 12_346)  # rounded up to the micro-dollar
 
 
 async def test_catalog_price_when_xai_reports_no_cost(gw: Harness, emu: XaiEmulator) -> None:
@@ -186,12 +175,12 @@ async def test_catalog_price_when_xai_reports_no_cost(gw: Harness, emu: XaiEmula
     Image.new("RGB", (32, 32), (1, 2, 3)).save(jpeg, "JPEG")
     emu.fail_next(200, {"data": [{"b64_json": base64.b64encode(jpeg.getvalue()).decode(),
                                   "mime_type": "image/jpeg"}]})
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     r = await edit(gw, response_format="b64_json")
     assert r.status_code == 200, r.text
     assert "usage" not in r.json()
     cost = 20_000 + 2_000  # grok-imagine-image in the catalog: per output image plus per input image
-    assert await books(gw) == (balance - cost, 0, cost)
+    assert await gw.books() == (balance - cost, 0, cost)
 
 
 async def test_ephemeral_result_urls_are_copied_not_handed_out(gw: Harness, emu: XaiEmulator) -> None:
@@ -203,10 +192,10 @@ async def test_ephemeral_result_urls_are_copied_not_handed_out(gw: Harness, emu:
         assert item["url"].startswith("http://gateway.test/blobs/outputs/")
         assert (await gw.fetch_output(item["url"]))[:3] == b"\xff\xd8\xff"
     emu.inject("url_expired")  # the next answer's URL is gone before the gateway fetches it
-    before = await books(gw)
+    before = await gw.books()
     expired = await edit(gw)
     assert expired.status_code == 502 and expired.json()["error"]["code"] == "upstream_error"
-    assert await books(gw) == before
+    assert await gw.books() == before
 
 
 @pytest.mark.parametrize(("kind", "status", "code"), [
@@ -223,7 +212,7 @@ async def test_ephemeral_result_urls_are_copied_not_handed_out(gw: Harness, emu:
 ])
 async def test_xai_errors_as_the_client_sees_them(gw: Harness, emu: XaiEmulator, kind: str, status: int,
                                                   code: str) -> None:
-    balance, _, _ = await books(gw)
+    balance, _, _ = await gw.books()
     emu.inject(kind, retry_after=3)
     r = await edit(gw)
     assert r.status_code == status, r.text
@@ -236,25 +225,21 @@ async def test_xai_errors_as_the_client_sees_them(gw: Harness, emu: XaiEmulator,
     else:
         assert "Retry-After" not in r.headers
     assert len(emu.edit_requests) == 1
-    assert await books(gw) == (balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 async def test_a_wrong_upstream_key_is_a_502_not_the_clients_400(db_url: str, tmp_path: Path,
                                                                  emu: XaiEmulator) -> None:
-    h = await start_harness(Settings(
-        database=DatabaseSettings(url=db_url),
-        storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
+    async with running(settings_on(
+        db_url, tmp_path / "blobs",
         providers=(ProviderSettings(name="xai", type="xai", base_url=emu.base_url, api_key="wrong",
-                                    models=MODELS),)))
-    try:
-        balance, _, _ = await books(h)
+                                    models=MODELS),))) as h:
+        balance, _, _ = await h.books()
         r = await edit(h)
         assert emu.edit_requests[0].status == 400
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
         assert "credentials" in r.json()["error"]["message"] and "wrong" not in r.text
-        assert await books(h) == (balance, 0, 0)
-    finally:
-        await h.aclose()
+        assert await h.books() == (balance, 0, 0)
 
 
 async def test_moderation_error_does_not_reveal_what_xai_charged_the_gateway(gw: Harness, emu: XaiEmulator) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running
 
 from imagegate.config import Settings
 from imagegate.core.pricing import usd_to_micros
@@ -18,11 +18,8 @@ PRICE = 0.01
 
 @pytest.fixture
 async def gw(settings: Settings) -> AsyncIterator[Harness]:
-    h = await start_harness(replace(settings, prices={"local-edit": {"kind": "per_image", "per_image": PRICE}}))
-    try:
+    async with running(replace(settings, prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})) as h:
         yield h
-    finally:
-        await h.aclose()
 
 
 async def edit(h: Harness, key: str | None, prompt: str = "sepia", auth: str | None = None, **fields: str) -> Any:

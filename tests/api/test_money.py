@@ -9,10 +9,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running, settings_on, start_harness
 from tests.emulators.openai_emulator import OpenAIEmulator
 
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
+from imagegate.config import ProviderSettings, Settings
 from imagegate.core.pricing import usd_to_micros
 from imagegate.core.routing import RoutingPolicy
 
@@ -21,27 +21,22 @@ PRICE = 0.01
 
 @pytest.fixture
 def money_settings(db_url: str, tmp_path: Any) -> Settings:
-    return Settings(database=DatabaseSettings(url=db_url),
-                    storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
-                    prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})
+    return settings_on(db_url, tmp_path / "blobs", prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})
 
 
 async def books(h: Harness, account: str) -> dict[str, Any]:
-    s = await h.gateway.accounts.summary(account)
-    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    assert min(s.balance_micros, s.held_micros, s.spent_micros) >= 0
+    balance, held, spent = await h.books(account)
     entries = await h.gateway.accounts.ledger(account)
     settles = [e for e in entries if e.kind == "settle"]
-    assert sum(e.amount_micros for e in settles) == s.spent_micros
+    assert sum(e.amount_micros for e in settles) == spent
     assert len({e.transaction_id for e in settles}) == len(settles)  # no hold settled twice
-    return {"held": s.held_micros, "spent": s.spent_micros, "balance": s.balance_micros,
+    return {"held": held, "spent": spent, "balance": balance,
             "holds": sum(e.kind == "hold" for e in entries), "settles": len(settles),
             "settled": {e.transaction_id: e.amount_micros for e in settles}}
 
 
 async def test_a_crowd_never_overdraws_and_refusals_cost_nothing(money_settings: Settings) -> None:
-    h = await start_harness(money_settings)
-    try:
+    async with running(money_settings) as h:
         key = await h.new_key("crowd", credit=PRICE * 50)
 
         async def edit() -> Any:
@@ -62,8 +57,6 @@ async def test_a_crowd_never_overdraws_and_refusals_cost_nothing(money_settings:
         assert (state["held"], state["balance"], state["spent"]) == (0, 0, usd_to_micros(PRICE) * 50)
         assert state["holds"] == state["settles"] == 50  # a refused request placed no hold at all
         assert set(state["settled"]) == {r.json()["billing_transaction_id"] for r in ok}
-    finally:
-        await h.aclose()
 
 
 FAILURES = ("server_error", "bad_gateway", "service_unavailable", "gateway_timeout", "rate_limit",

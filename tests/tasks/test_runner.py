@@ -8,17 +8,16 @@ import contextlib
 import io
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from PIL import Image
-from tests.conftest import Harness, png_bytes, start_harness
+from tests.conftest import Harness, png_bytes, running, settings_on
 from tests.emulators.bfl_emulator import BflEmulator
 from tests.emulators.openai_emulator import OpenAIEmulator
 
 from imagegate.app import Gateway, build_gateway
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, TaskSettings
+from imagegate.config import ProviderSettings, Settings, TaskSettings
 from imagegate.core.pricing import usd_to_micros
 from imagegate.tasks.runner import TaskRunner
 
@@ -26,22 +25,12 @@ PRICE = 0.01  # local-edit, per image, in these tests
 NOT_FOUND = "Task not found or no longer available."
 
 
-def make_settings(db_url: str, tmp_path: Any, **tasks: Any) -> Settings:
-    return Settings(database=DatabaseSettings(url=db_url),
-                    storage=StorageSettings(path=str(tmp_path / "blobs"), public_base_url="http://gateway.test"),
-                    tasks=TaskSettings(**{"workers": 0, "lease": 5.0, **tasks}),
-                    prices={"local-edit": {"kind": "per_image", "per_image": PRICE}})
-
-
-@contextlib.asynccontextmanager
-async def running(db_url: str, tmp_path: Any, *routes: ProviderSettings, **tasks: Any) -> AsyncIterator[Harness]:
+def gateway_with(db_url: str, tmp_path: Any, *routes: ProviderSettings,
+                 **tasks: Any) -> contextlib.AbstractAsyncContextManager[Harness]:
     """A gateway on the test database with `local-edit` plus `routes`, and these [tasks] settings."""
-    settings = make_settings(db_url, tmp_path, **tasks)
-    h = await start_harness(replace(settings, providers=(*settings.providers, *routes)))
-    try:
-        yield h
-    finally:
-        await h.aclose()
+    return running(settings_on(db_url, tmp_path / "blobs", tasks=TaskSettings(**{"workers": 0, "lease": 5.0, **tasks}),
+                               prices={"local-edit": {"kind": "per_image", "per_image": PRICE}},
+                               providers=(*Settings().providers, *routes)))
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +50,7 @@ def bfl_route(emu: BflEmulator) -> ProviderSettings:
 
 @pytest.fixture
 async def gw(db_url: str, tmp_path: Any) -> AsyncIterator[Harness]:
-    async with running(db_url, tmp_path) as h:
+    async with gateway_with(db_url, tmp_path) as h:
         yield h
 
 
@@ -76,21 +65,15 @@ async def status(h: Harness, task_id: str, path: str = "/v1/tasks/", key: str | 
     return await h.client.get(path + task_id, headers={"Authorization": f"Bearer {key or h.key}"})
 
 
-async def balances(h: Harness, account: str = "alice") -> tuple[int, int, int, int]:
-    s = await h.gateway.accounts.summary(account)
-    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-    return s.deposits_micros, s.balance_micros, s.held_micros, s.spent_micros
-
-
 async def test_async_edit_is_accepted_then_completed_and_billed_once(gw: Harness) -> None:
-    deposits, balance, _, _ = await balances(gw)
+    balance, _, _ = await gw.books()
     response = await submit(gw, response_format="b64_json")
     assert response.status_code == 200, response.text
     body = response.json()
     assert re.fullmatch(r"ldtask_[0-9a-f]{32}", body["id"]) and body["task_id"] == body["id"]
     assert body["status"] == "pending" and body["data"] == [] and body["poll_url"] == f"/v1/tasks/{body['id']}"
     assert isinstance(body["created"], int)
-    assert (await balances(gw))[2] == usd_to_micros(PRICE)  # held while the task waits
+    assert (await gw.books())[1] == usd_to_micros(PRICE)  # held while the task waits
 
     pending = (await status(gw, body["id"])).json()
     assert pending["status"] == "pending" and "billing_transaction_id" not in pending
@@ -109,7 +92,7 @@ async def test_async_edit_is_accepted_then_completed_and_billed_once(gw: Harness
     r, g, b = image.convert("RGB").getpixel((5, 5))  # type: ignore[misc]
     assert image.size == (32, 24) and r == g == b  # the red source, in grey
     assert task["billing_transaction_id"] == done.headers["X-Billing-Transaction-ID"]
-    assert await balances(gw) == (deposits, balance - usd_to_micros(PRICE), 0, usd_to_micros(PRICE))
+    assert await gw.books() == (balance - usd_to_micros(PRICE), 0, usd_to_micros(PRICE))
     entries = [e.kind for e in await gw.gateway.accounts.ledger("alice")]
     assert entries.count("settle") == 1 and entries.count("hold") == 1
     metrics = (await gw.client.get("/metrics")).text
@@ -134,8 +117,8 @@ async def test_async_refused_for_a_model_without_it(db_url: str, tmp_path: Any) 
     async with OpenAIEmulator(api_key="sk-up") as emu:
         route = ProviderSettings(name="openai", type="openai", base_url=emu.base_url, api_key="sk-up",
                                  models=("gpt-image-1.5",))
-        async with running(db_url, tmp_path, route) as h:
-            deposits, balance, _, _ = await balances(h)
+        async with gateway_with(db_url, tmp_path, route) as h:
+            balance, _, _ = await h.books()
             for value in ("true", True):
                 response = await h.client.post("/v1/images/edits", headers=h.auth, json={
                     "model": "gpt-image-1.5", "prompt": "a hat", "async": value,
@@ -144,18 +127,18 @@ async def test_async_refused_for_a_model_without_it(db_url: str, tmp_path: Any) 
                 error = response.json()["error"]
                 assert error["param"] == "async" and "gpt-image-1.5" in error["message"]
             assert emu.edit_requests == [] and await h.gateway.runner.run_once() is False
-            assert await balances(h) == (deposits, balance, 0, 0)
+            assert await h.books() == (balance, 0, 0)
 
 
 async def test_a_failing_task_is_released_and_reports_its_error(gw: Harness) -> None:
-    deposits, balance, _, _ = await balances(gw)
+    balance, _, _ = await gw.books()
     task_id = (await submit(gw, prompt="make it look like a Renaissance fresco")).json()["id"]
     assert await gw.gateway.runner.run_once()
     task = (await status(gw, task_id)).json()
     assert task["status"] == "failed" and task["data"] == []
     assert task["error"]["code"] == "unsupported_prompt" and "understands" in task["error"]["message"]
     assert "billing_transaction_id" not in task
-    assert await balances(gw) == (deposits, balance, 0, 0)
+    assert await gw.books() == (balance, 0, 0)
 
 
 async def test_refused_for_insufficient_balance_before_anything_is_stored(gw: Harness) -> None:
@@ -181,13 +164,13 @@ async def test_a_lost_worker_is_replaced_when_its_lease_runs_out(gw: Harness) ->
     assert await store.complete(task_id, "dead-worker", data=[], usage=None, output_keys=[], cost=1) is False
     assert await store.fail(task_id, "dead-worker", code="x", message="y") is False
     assert await store.heartbeat(task_id, "dead-worker", 5.0) is False
-    _, _, held, spent = await balances(gw)
+    _, held, spent = await gw.books()
     assert (held, spent) == (0, usd_to_micros(PRICE))
 
 
 async def test_a_task_claimed_too_often_fails_and_is_released(db_url: str, tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, max_attempts=2) as h:
-        deposits, balance, _, _ = await balances(h)
+    async with gateway_with(db_url, tmp_path, max_attempts=2) as h:
+        balance, _, _ = await h.books()
         task_id = (await submit(h)).json()["id"]
         for worker in ("w1", "w2"):
             assert await h.gateway.tasks.claim(worker, lease=0.05) is not None
@@ -195,25 +178,25 @@ async def test_a_task_claimed_too_often_fails_and_is_released(db_url: str, tmp_p
         assert await h.gateway.runner.run_once() is True  # third claim: over max_attempts
         task = (await status(h, task_id)).json()
         assert task["status"] == "failed" and task["error"]["code"] == "task_interrupted"
-        assert await balances(h) == (deposits, balance, 0, 0)
+        assert await h.books() == (balance, 0, 0)
 
 
 async def test_deadline_fails_an_unclaimed_task_with_timeout(db_url: str, tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, deadline=0.3, retention=60.0) as h:
-        deposits, balance, _, _ = await balances(h)
+    async with gateway_with(db_url, tmp_path, deadline=0.3, retention=60.0) as h:
+        balance, _, _ = await h.books()
         task_id = (await submit(h)).json()["id"]
         await asyncio.sleep(0.4)
         assert await h.gateway.runner.run_once() is False  # past its deadline: never started
         await h.gateway.runner.sweep()
         task = (await status(h, task_id)).json()
         assert task["status"] == "failed" and task["error"]["code"] == "timeout"
-        assert await balances(h) == (deposits, balance, 0, 0)
+        assert await h.books() == (balance, 0, 0)
 
 
 async def test_deadline_stops_a_running_task_with_timeout(db_url: str, tmp_path: Any) -> None:
     async with BflEmulator(steps=("Pending",) * 1000) as emu:
-        async with running(db_url, tmp_path, bfl_route(emu), deadline=1.0, retention=60.0) as h:
-            deposits, balance, _, _ = await balances(h)
+        async with gateway_with(db_url, tmp_path, bfl_route(emu), deadline=1.0, retention=60.0) as h:
+            balance, _, _ = await h.books()
             response = await h.client.post("/v1/images/edits", headers=h.auth, data={
                 "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
                 files={"image": ("a.png", png_bytes(), "image/png")})
@@ -222,11 +205,11 @@ async def test_deadline_stops_a_running_task_with_timeout(db_url: str, tmp_path:
             task = (await status(h, task_id)).json()
             assert task["status"] == "failed" and task["error"]["code"] == "timeout"
             assert len(emu.submits) == 1 and len(emu.polls) >= 1
-            assert await balances(h) == (deposits, balance, 0, 0)
+            assert await h.books() == (balance, 0, 0)
 
 
 async def test_retention_expires_tasks_and_their_images(db_url: str, tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, deadline=0.5, retention=1.0) as h:
+    async with gateway_with(db_url, tmp_path, deadline=0.5, retention=1.0) as h:
         task_id = (await submit(h)).json()["id"]
         assert await h.gateway.runner.run_once()
         [item] = (await status(h, task_id)).json()["data"]
@@ -256,8 +239,8 @@ async def bfl() -> AsyncIterator[BflEmulator]:
 
 async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: BflEmulator, db_url: str,
                                                                        tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, bfl_route(bfl), lease=0.6) as h:
-        deposits, balance, _, _ = await balances(h)
+    async with gateway_with(db_url, tmp_path, bfl_route(bfl), lease=0.6) as h:
+        balance, _, _ = await h.books()
         response = await h.client.post("/v1/images/edits", headers=h.auth, data={
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
@@ -280,12 +263,12 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
         assert len(bfl.submits) == 1  # polled again, never resubmitted
         [job] = bfl.tasks.values()
         cost = round(job.cost * 10_000)  # BFL credits → micro-USD
-        assert await balances(h) == (deposits, balance - cost, 0, cost)
+        assert await h.books() == (balance - cost, 0, cost)
 
 
 async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_path: Any) -> None:
     async with BflEmulator(steps=("Pending",) * 4) as bfl, \
-            running(db_url, tmp_path, bfl_route(bfl), lease=0.3) as h:  # polling takes 3 s or more
+            gateway_with(db_url, tmp_path, bfl_route(bfl), lease=0.3) as h:  # polling takes 3 s or more
         response = await h.client.post("/v1/images/edits", headers=h.auth, data={
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
@@ -304,8 +287,8 @@ async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_
 
 async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmulator, db_url: str,
                                                                   tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, bfl_route(bfl)) as h:
-        deposits, balance, _, _ = await balances(h)
+    async with gateway_with(db_url, tmp_path, bfl_route(bfl)) as h:
+        balance, _, _ = await h.books()
         bfl.inject("content_moderated")
         response = await h.client.post("/v1/images/edits", headers=h.auth, data={
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
@@ -313,11 +296,11 @@ async def test_bfl_moderation_fails_the_task_and_releases_the_hold(bfl: BflEmula
         assert await h.gateway.runner.run_once()
         task = (await status(h, response.json()["id"])).json()
         assert task["status"] == "failed" and task["error"]["code"] == "moderation_blocked"
-        assert await balances(h) == (deposits, balance, 0, 0)
+        assert await h.books() == (balance, 0, 0)
 
 
 async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, workers=2, poll_interval=30.0) as h:
+    async with gateway_with(db_url, tmp_path, workers=2, poll_interval=30.0) as h:
         h.gateway.runner.start()
         ids = [(await submit(h)).json()["id"] for _ in range(4)]
         for _ in range(300):
@@ -330,9 +313,9 @@ async def test_background_workers_pick_up_new_tasks_at_once(db_url: str, tmp_pat
 
 async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEmulator, db_url: str,
                                                                        tmp_path: Any) -> None:
-    async with running(db_url, tmp_path, bfl_route(bfl), workers=3, poll_interval=0.05) as h, \
+    async with gateway_with(db_url, tmp_path, bfl_route(bfl), workers=3, poll_interval=0.05) as h, \
             gateway_process(h.gateway.settings) as other:
-        deposits, balance, _, _ = await balances(h)
+        balance, _, _ = await h.books()
         ids = []
         for i in range(12):
             response = await h.client.post("/v1/images/edits", headers=h.auth, data={
@@ -350,6 +333,6 @@ async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEm
         prompts = sorted(r.json["prompt"] for r in bfl.submits)
         assert prompts == sorted(f"hat number {i}" for i in range(12))  # each task submitted exactly once
         cost = sum(round(t.cost * 10_000) for t in bfl.tasks.values())
-        assert await balances(h) == (deposits, balance - cost, 0, cost)
+        assert await h.books() == (balance - cost, 0, cost)
         settles = [e.transaction_id for e in await h.gateway.accounts.ledger("alice") if e.kind == "settle"]
         assert len(settles) == len(set(settles)) == 12
