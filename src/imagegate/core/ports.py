@@ -74,6 +74,10 @@ class Ledger(Protocol):
 
     async def release(self, hold_id: str) -> None: ...
 
+    async def release_expired(self, limit: int = 100) -> int:
+        """Release holds still open past their ttl; returns how many."""
+        ...
+
 
 class ImageResolver(Protocol):
     """Turns image references (uploads, file ids, URLs) into checked SourceImages, in order."""
@@ -106,4 +110,12 @@ class TaskStore(Protocol):
 
     async def fail(self, task_id: str, owner: str | None, *, code: str, message: str) -> bool:
         """Mark the task failed and release its hold, in one transaction. `owner=None`: whoever holds it."""
+        ...
+
+    async def overdue(self, limit: int = 100) -> list[str]:
+        """Live tasks past their deadline that no worker holds."""
+        ...
+
+    async def purge_expired(self, limit: int = 100) -> list[str]:
+        """Delete ended tasks past their retention; returns the blob keys they leave behind."""
         ...

@@ -43,10 +43,6 @@ class EditResponse:
         return out
 
 
-class LeaseLost(Exception):
-    """The task's lease passed to another worker; this one must stop without touching it."""
-
-
 class EditService:
     def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore,
                  tasks: TaskStore, router: Router, *, request_timeout: float = 600.0, task_deadline: float = 900.0,

@@ -22,6 +22,10 @@ def poll_url(task_id: str) -> str:
     return f"/v1/tasks/{task_id}"
 
 
+class LeaseLost(Exception):
+    """The task's lease passed to another worker; this one must stop without touching it."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredInput:
     """A source image (or mask) copied into the blob store when the task was accepted."""

@@ -17,32 +17,19 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from imagegate.config import BillingSettings, TaskSettings
 from imagegate.core.edits import EditJob
 from imagegate.core.errors import GatewayError
 from imagegate.core.media import SourceImage
-from imagegate.core.ports import BlobStore, TaskStore
-from imagegate.core.service import EditService, LeaseLost
-from imagegate.core.tasks import ClaimedTask, UpstreamJob
+from imagegate.core.ports import BlobStore, Ledger, TaskStore
+from imagegate.core.service import EditService
+from imagegate.core.tasks import ClaimedTask, LeaseLost, UpstreamJob
+from imagegate.db.idempotency import SqlIdempotencyStore
 from imagegate.inputs import load_image
 
 log = logging.getLogger("imagegate.tasks")
-
-
-class SweptTaskStore(TaskStore, Protocol):
-    async def overdue(self, limit: int = 100) -> list[str]: ...
-
-    async def purge_expired(self, limit: int = 100) -> list[str]: ...
-
-
-class HoldSweeper(Protocol):
-    async def release_expired(self, limit: int = 100) -> int: ...
-
-
-class ExpiringStore(Protocol):
-    async def purge_expired(self) -> int: ...
 
 
 def worker_id() -> str:
@@ -50,9 +37,9 @@ def worker_id() -> str:
 
 
 class TaskRunner:
-    def __init__(self, store: SweptTaskStore, edits: EditService, blobs: BlobStore, holds: HoldSweeper,
+    def __init__(self, store: TaskStore, edits: EditService, blobs: BlobStore, holds: Ledger,
                  settings: TaskSettings, billing: BillingSettings, *, wake: asyncio.Event | None = None,
-                 idempotency: ExpiringStore | None = None, ended: Callable[[str], None] = lambda outcome: None,
+                 idempotency: SqlIdempotencyStore | None = None, ended: Callable[[str], None] = lambda outcome: None,
                  owner: str | None = None) -> None:
         self._store = store
         self._edits = edits
