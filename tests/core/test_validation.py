@@ -39,3 +39,8 @@ def test_async_is_refused_where_the_catalog_says_so() -> None:
     for model in ("gpt-image-2", "flux-kontext-pro", "flux-2-pro", "local-edit"):
         assert check_request(SPECS[model], prompt="x", image_count=1, has_mask=False, run_async=True,
                              options={}) == {}
+
+
+@pytest.mark.parametrize("model", ["grok-imagine-image", "grok-imagine-image-pro"])
+def test_size_is_dropped_not_refused_where_the_model_does_not_take_it(model: str) -> None:
+    assert check(model, size="1024x1024", aspect_ratio="16:9") == {"aspect_ratio": "16:9"}

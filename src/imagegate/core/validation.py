@@ -119,8 +119,8 @@ def check_request(spec: ModelSpec, *, prompt: str, image_count: int, has_mask: b
         if allowed is not None and name in spec.params and value not in allowed:
             raise InvalidRequest(f"'{name}' must be one of {', '.join(allowed)} for '{spec.id}'; "
                                  f"got '{value}'.", param=name)
-        if name == "size":
-            _check_size(spec, value)
+        if name == "size" and name in spec.params:  # elsewhere `size` is not forwarded, like any field
+            _check_size(spec, value)                  # the model does not take
         if name in spec.params:
             forwarded[name] = value
     return forwarded
@@ -134,10 +134,8 @@ def _check_size(spec: ModelSpec, value: str) -> None:
         return
     if spec.size_grid is not None:
         expected = spec.size_grid.describe()
-    elif spec.sizes:
-        expected = "one of " + ", ".join(spec.sizes)
     else:
-        raise InvalidRequest(f"'size' is not supported for '{spec.id}'.", param="size")
+        expected = "one of " + ", ".join(spec.sizes)
     raise InvalidRequest(f"Invalid size '{value}' for '{spec.id}': expected {expected}.", param="size")
 
 
