@@ -68,12 +68,12 @@ def _alembic_config(url: str) -> Any:
     return cfg
 
 
-def _upgrade(url: str) -> None:
+def _upgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(_alembic_config(url), revision)
 
 
-async def migrate(url: str) -> None:
-    """Bring the database schema up to date (Alembic, in a worker thread)."""
-    await asyncio.to_thread(_upgrade, url)
+async def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database schema up to date, or to `revision` (Alembic, in a worker thread)."""
+    await asyncio.to_thread(_upgrade, url, revision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Micros = BigInteger().with_variant(Integer(), "sqlite")
@@ -25,6 +25,14 @@ class Account(Base):
     deposits_micros: Mapped[int] = mapped_column(Micros, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    __table_args__ = (  # the money rules, enforced by the database as well (migration 0002)
+        CheckConstraint("balance_micros >= 0", name="ck_accounts_balance_not_negative"),
+        CheckConstraint("held_micros >= 0", name="ck_accounts_held_not_negative"),
+        CheckConstraint("spent_micros >= 0", name="ck_accounts_spent_not_negative"),
+        CheckConstraint("deposits_micros = balance_micros + held_micros + spent_micros",
+                        name="ck_accounts_deposits_accounted"),
+    )
+
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
@@ -41,6 +49,11 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("held_micros >= 0", name="ck_api_keys_held_not_negative"),
+        CheckConstraint("spent_micros >= 0", name="ck_api_keys_spent_not_negative"),
+    )
 
 
 class StoredFile(Base):
@@ -71,7 +84,12 @@ class Hold(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    __table_args__ = (Index("ix_holds_status_expires", "status", "expires_at"),)
+    __table_args__ = (
+        Index("ix_holds_status_expires", "status", "expires_at"),
+        CheckConstraint("amount_micros >= 0", name="ck_holds_amount_not_negative"),
+        CheckConstraint("charged_micros IS NULL OR (charged_micros >= 0 AND charged_micros <= amount_micros)",
+                        name="ck_holds_charge_within_hold"),
+    )
 
 
 class LedgerEntry(Base):
