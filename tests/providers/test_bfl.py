@@ -166,7 +166,7 @@ async def test_submit_and_poll_apart_as_after_a_restart(emu: BflEmulator, bfl: B
     saved = BflJob(id=pending.id, polling_url=pending.polling_url, cost=pending.cost)
     fresh = BflProvider(name="bfl", base_url=emu.base_url, api_key=KEY, poll_schedule=Schedule())
     try:
-        result = await fresh.poll(saved, "png")
+        result = await fresh.poll(saved)
     finally:
         await fresh.aclose()
     assert result.images[0].format == "png" and len(emu.submits) == 1

@@ -99,7 +99,7 @@ class EditService:
             await self._ledger.release(hold_id)
             raise
         transaction_id = await self._ledger.settle(hold_id, self.cost(spec, costs, result))
-        return EditResponse(created=result.created or int(time.time()), data=[d for d, _ in data],
+        return EditResponse(created=result.created or int(time.time()), data=data,
                             usage=result.usage, billing_transaction_id=transaction_id, echo=dict(result.echo))
 
     async def _accept(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> TaskView:
@@ -161,26 +161,22 @@ class EditService:
         """The actual cost: the upstream's own figure when it reports one, else priced from its usage."""
         return result.cost_micros if result.cost_micros is not None else spec.price.actual(costs, result.usage)
 
-    async def _deliver(self, outputs: Sequence[OutputImage],
-                       response_format: str) -> list[tuple[dict[str, str], str | None]]:
-        """Each output as its response item, with the blob key it was stored under (None when inline)."""
+    async def _deliver(self, outputs: Sequence[OutputImage], response_format: str) -> list[dict[str, str]]:
         if response_format == "b64_json":
-            return [({"b64_json": o.b64_json if o.b64_json is not None
-                      else base64.b64encode(o.data or b"").decode()}, None) for o in outputs]
-        delivered: list[tuple[dict[str, str], str | None]] = []
-        try:
-            for output in outputs:
-                key = await self.store_output(output)
-                delivered.append(({"url": self._blobs.public_url(key)}, key))
-        except BaseException:
-            await self.discard([key for _, key in delivered if key])
-            raise
-        return delivered
+            return [{"b64_json": o.b64_json if o.b64_json is not None
+                     else base64.b64encode(o.data or b"").decode()} for o in outputs]
+        return (await self.deliver_urls(outputs))[0]
 
     async def deliver_urls(self, outputs: Sequence[OutputImage]) -> tuple[list[dict[str, str]], list[str]]:
-        """Store every output; the `{"url": …}` items and their blob keys."""
-        delivered = await self._deliver(outputs, "url")
-        return [d for d, _ in delivered], [k for _, k in delivered if k]
+        """Store every output; the `{"url": …}` items and their blob keys. All or none are kept."""
+        keys: list[str] = []
+        try:
+            for output in outputs:
+                keys.append(await self.store_output(output))
+        except BaseException:
+            await self.discard(keys)
+            raise
+        return [{"url": self._blobs.public_url(key)} for key in keys], keys
 
     async def store_output(self, output: OutputImage) -> str:
         """Put one output image in the blob store under an unguessable key; return the key."""

@@ -17,7 +17,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any, Literal, TypeVar
@@ -43,6 +43,7 @@ from imagegate.providers.http import (
     b64encode,
     download_image,
     excerpt,
+    gather_all,
     is_transient,
     json_object,
     param_name,
@@ -179,18 +180,6 @@ def _same_site(base: str, url: str) -> bool:
         return u.hostname.endswith("." + site)
 
 
-async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
-    """Run concurrently; on the first failure cancel the rest and wait for them to finish."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
 class BflProvider:
     def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL, timeout: float = 600.0,
                  poll_schedule: PollSchedule | None = None, poll_timeout: float | None = None) -> None:
@@ -207,7 +196,7 @@ class BflProvider:
 
     async def start(self, job: EditJob) -> dict[str, Any]:
         """Submit the job's `n` tasks; their ids and polling URLs, as JSON data a restart can resume from."""
-        jobs = await _all(self.submit(job, index=i) for i in range(job.n))
+        jobs = await gather_all(self.submit(job, index=i) for i in range(job.n))
         return {"jobs": [{"id": j.id, "polling_url": j.polling_url, "cost": j.cost} for j in jobs]}
 
     async def resume(self, state: Mapping[str, Any], job: EditJob) -> EditResult:
@@ -217,7 +206,7 @@ class BflProvider:
                     for j in state["jobs"]]
         except (KeyError, TypeError) as exc:
             raise UpstreamError(f"The saved state of a '{self._name}' job is unreadable.") from exc
-        results = await _all(self.poll(j, job.options.get("output_format")) for j in jobs)
+        results = await gather_all(self.poll(j) for j in jobs)
         costs = [r.cost_micros for r in results]
         return EditResult(images=[image for r in results for image in r.images], created=int(time.time()),
                           echo=results[0].echo,
@@ -239,11 +228,10 @@ class BflProvider:
                                 "gateway will not send its key there.")
         return BflJob(id=task_id, polling_url=polling_url, cost=_credits(parsed.get("cost")))
 
-    async def poll(self, bfl_job: BflJob, output_format: str | None = None) -> EditResult:
+    async def poll(self, bfl_job: BflJob) -> EditResult:
         """Follow a submitted task to its end; download the result at once and return it.
 
-        The image's format is read from its bytes, never taken from `output_format` (what was asked for;
-        still accepted from callers): bytes that are not PNG, JPEG or WebP are refused.
+        The image's format is read from its bytes: bytes that are not PNG, JPEG or WebP are refused.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._poll_timeout

@@ -8,8 +8,8 @@ import base64
 import email.utils
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -25,6 +25,7 @@ _CHUNK = 256 * 1024
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
+T = TypeVar("T")
 # status, body, headers, provider name → imagegate's error
 ErrorTranslator = Callable[[int, bytes, Mapping[str, str], str], GatewayError]
 
@@ -130,6 +131,18 @@ async def b64encode(image: SourceImage) -> str:
         return base64.b64encode(image.read()).decode("ascii")
 
     return encode() if image.size <= _INLINE_BYTES else await asyncio.to_thread(encode)
+
+
+async def gather_all(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and wait for them to finish."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def is_transient(status: int) -> bool:

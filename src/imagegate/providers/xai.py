@@ -39,6 +39,7 @@ from imagegate.providers.http import (
     b64encode,
     download_image,
     excerpt,
+    gather_all,
     json_object,
     post,
     retry_after,
@@ -147,28 +148,18 @@ class XaiProvider:
         """The answer's images as OutputImages; URLs (ephemeral on xAI's side) are downloaded now."""
         if not isinstance(items, Sequence) or not items:
             raise UpstreamError(f"The provider '{self._name}' returned no image.", retryable=True)
-        outputs: list[OutputImage | asyncio.Task[OutputImage]] = []
-        try:
-            for item in items:
-                b64 = item.get("b64_json") if isinstance(item, Mapping) else None
-                url = item.get("url") if isinstance(item, Mapping) else None
-                if isinstance(b64, str) and b64:
-                    outputs.append(OutputImage(b64_json=b64, format=sniff_format(_b64_head(b64)) or "jpeg"))
-                elif isinstance(url, str) and url:  # a signed URL: fetched without credentials
-                    outputs.append(asyncio.create_task(download_image(
-                        self._session.get(), url, provider=self._name, client_timeout=self._download_timeout,
-                        retryable=True)))
-                else:
-                    raise UpstreamError(f"The provider '{self._name}' returned an item without an image.",
-                                        retryable=True)
-            return [o if isinstance(o, OutputImage) else await o for o in outputs]
-        finally:
-            for o in outputs:  # after a failure: stop the other downloads, mark their errors as seen
-                if isinstance(o, asyncio.Task):
-                    if not o.done():
-                        o.cancel()
-                    elif not o.cancelled():
-                        o.exception()
+
+        async def output(item: Any) -> OutputImage:
+            b64 = item.get("b64_json") if isinstance(item, Mapping) else None
+            url = item.get("url") if isinstance(item, Mapping) else None
+            if isinstance(b64, str) and b64:
+                return OutputImage(b64_json=b64, format=sniff_format(_b64_head(b64)) or "jpeg")
+            if isinstance(url, str) and url:  # a signed URL: fetched without credentials
+                return await download_image(self._session.get(), url, provider=self._name,
+                                            client_timeout=self._download_timeout, retryable=True)
+            raise UpstreamError(f"The provider '{self._name}' returned an item without an image.", retryable=True)
+
+        return await gather_all(output(item) for item in items)
 
     async def aclose(self) -> None:
         await self._session.aclose()

@@ -30,6 +30,7 @@ from imagegate.db.idempotency import SqlIdempotencyStore
 from imagegate.inputs import load_image
 
 log = logging.getLogger("imagegate.tasks")
+_TIMED_OUT = "The task did not finish before its deadline; it was not billed."
 
 
 def worker_id() -> str:
@@ -123,7 +124,7 @@ class TaskRunner:
         except LeaseLost:
             log.warning("task %s: lease lost by %s before it could be saved", task.id, self.owner)
         except TimeoutError:
-            await self._fail(task, "timeout", "The task did not finish before its deadline; it was not billed.")
+            await self._fail(task, "timeout", _TIMED_OUT)
         except GatewayError as exc:
             await self._fail(task, exc.code, exc.message)
         except Exception:
@@ -179,8 +180,7 @@ class TaskRunner:
     async def sweep(self) -> None:
         """Fail overdue tasks nobody runs, release holds that outlived their request, purge what expired."""
         for task_id in await self._store.overdue():
-            if await self._store.fail(task_id, None, code="timeout",
-                                      message="The task did not finish before its deadline; it was not billed."):
+            if await self._store.fail(task_id, None, code="timeout", message=_TIMED_OUT):
                 log.info("task %s failed: deadline passed while no worker held it", task_id)
                 self._ended("timeout")
         released = await self._holds.release_expired()
