@@ -178,12 +178,17 @@ class SafeFetcher:
         if any(c != "chunked" for c in framing):
             raise ImageFetchFailed(f"'{param}' was sent with an unsupported Transfer-Encoding.",
                                    param=param)
+        counted = 0
         if response.content_length is not None:
-            budget.check_declared(param, response.content_length)
+            # A declared length is counted at once, so a body that stalls still holds its share.
+            budget.take(param, response.content_length, 0)
+            counted = response.content_length
         size = 0
         async for chunk in response.content.iter_chunked(_CHUNK):
-            budget.take(param, len(chunk), size)
             size += len(chunk)
+            if size > counted:
+                budget.take(param, size - counted, counted)
+                counted = size
             await spool.write(chunk)
 
     def _ensure_session(self) -> aiohttp.ClientSession:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import tempfile
 from collections.abc import Callable
@@ -21,17 +22,22 @@ async def open_in_thread(make: Callable[[], BinaryIO]) -> BinaryIO:
     """Run `make` (which opens a file) in a worker thread without leaking the file on cancellation.
 
     A cancelled `to_thread` leaves the thread running; its result would be dropped unclosed. Here the
-    work is shielded and, if the caller is cancelled, the file is closed when the thread finishes.
+    work is shielded and, if the caller is cancelled, the thread is waited for and its file closed
+    before the cancellation goes on.
     """
     task = asyncio.ensure_future(asyncio.to_thread(make))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        def close_result(done: asyncio.Future[BinaryIO]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                done.result().close()
-        task.add_done_callback(close_result)
+        task.add_done_callback(_close_result)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])
         raise
+
+
+def _close_result(done: asyncio.Future[BinaryIO]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        done.result().close()
 
 
 class Budget:
@@ -48,13 +54,6 @@ class Budget:
     def total_too_large(self, param: str) -> ImageTooLarge:
         return ImageTooLarge(f"The images of this request are larger than {_mb(self.total)} in total "
                              f"('{param}' crossed the limit).", param=param)
-
-    def check_declared(self, param: str, length: int, image_so_far: int = 0) -> None:
-        """Refuse early on a declared length (which is never trusted to be small)."""
-        if image_so_far + length > self.per_image:
-            raise self.image_too_large(param)
-        if self.used + length > self.total:
-            raise self.total_too_large(param)
 
     def take(self, param: str, n: int, image_so_far: int) -> None:
         """Count `n` more bytes of an image that already has `image_so_far`."""
