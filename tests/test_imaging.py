@@ -132,7 +132,7 @@ async def test_pixel_bombs_are_image_too_large_before_decoding(bomb: bytes) -> N
     with pytest.raises(ImageTooLarge) as info:
         await check_image(io.BytesIO(bomb), param="mask", filename="m.png", size=len(bomb))
     assert info.value.code == "image_too_large" and info.value.param == "mask"
-    assert time.monotonic() - started < 0.5  # refused on the header, nothing allocated
+    assert time.monotonic() - started < 5  # refused on the header: decoding would take far longer
 
 
 async def test_small_images_are_checked_inline_and_large_ones_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:

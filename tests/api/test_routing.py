@@ -105,7 +105,7 @@ async def test_the_request_deadline_bounds_all_attempts(settings: Settings, upst
         response = await edit(h)
         elapsed = time.monotonic() - started
         assert response.status_code == 504 and response.json()["error"]["code"] == "timeout_error"
-        assert elapsed < 3.0
+        assert elapsed < 5  # both upstreams hang for good
         assert (await h.books())[1] == 0
     finally:
         await h.aclose()

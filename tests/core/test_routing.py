@@ -319,7 +319,7 @@ async def test_a_slow_call_is_cut_at_the_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout) as caught:
         await router.run([slow, route("next", priority=2)], call, model="m", deadline=started + 0.05)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # not the 10 s call
     assert caught.value.code == "timeout_error" and caught.value.retryable
     assert "m" in caught.value.message and "slow" not in caught.value.message
     assert router.health()["slow"]["consecutive_failures"] == 1
@@ -336,7 +336,7 @@ async def test_later_attempts_get_only_what_is_left_of_the_deadline(clock: FakeC
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout) as caught:
         await router.run([first, second], call, model="m", deadline=clock.now + 5)
-    assert 0.03 < time.monotonic() - started < 1  # second got the 0.05 s left, not a fresh 5 s
+    assert 0.03 < time.monotonic() - started < 4  # second got the 0.05 s left, not a fresh 5 s
     assert isinstance(caught.value.__cause__, TimeoutError)
     assert (calls(first), calls(second)) == (1, 1)
 

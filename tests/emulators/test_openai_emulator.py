@@ -785,7 +785,7 @@ async def test_hang_attribute_and_fast_stop() -> None:
             await c.images.edit(model="gpt-image-1", image=png(), prompt="x")
     t = time.monotonic()
     await emu.stop()
-    assert time.monotonic() - t < 1.5
+    assert time.monotonic() - t < 5  # a hung handler does not hold the stop
 
 
 async def test_every_injectable_kind_builds() -> None:
