@@ -266,6 +266,31 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
         assert await h.books() == (balance - cost, 0, cost)
 
 
+async def test_a_gateway_stopping_in_good_order_hands_its_tasks_back_at_once(bfl: BflEmulator, db_url: str,
+                                                                               tmp_path: Any) -> None:
+    async with gateway_with(db_url, tmp_path, bfl_route(bfl), workers=1, lease=60.0, max_attempts=1) as h, \
+            gateway_process(h.gateway.settings) as leaving:
+        balance, _, _ = await h.books()
+        response = await h.client.post("/v1/images/edits", headers=h.auth, data={
+            "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+            files={"image": ("a.png", png_bytes(), "image/png")})
+        task_id = response.json()["id"]
+        leaving.runner.start()
+        for _ in range(200):  # until the other process has the BFL job running
+            await asyncio.sleep(0.02)
+            if bfl.polls:
+                break
+        assert bfl.polls and (await status(h, task_id)).json()["status"] == "processing"
+        await leaving.runner.aclose()
+        assert await h.gateway.runner.run_once() is True  # no 60 s wait for the lease
+        task = (await status(h, task_id)).json()
+        assert task["status"] == "completed", task  # and the hand-back was not counted as an attempt
+        assert len(bfl.submits) == 1  # the saved job was polled again, not resubmitted
+        [job] = bfl.tasks.values()
+        cost = round(job.cost * 10_000)
+        assert await h.books() == (balance - cost, 0, cost)
+
+
 async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_path: Any) -> None:
     async with BflEmulator(steps=("Pending",) * 4) as bfl, \
             gateway_with(db_url, tmp_path, bfl_route(bfl), lease=0.3) as h:  # polling takes 3 s or more

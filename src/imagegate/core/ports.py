@@ -112,6 +112,10 @@ class TaskStore(Protocol):
         """Mark the task failed and release its hold, in one transaction. `owner=None`: whoever holds it."""
         ...
 
+    async def hand_back(self, owner: str) -> int:
+        """Give up every lease `owner` holds, so other workers may claim those tasks at once."""
+        ...
+
     async def overdue(self, limit: int = 100) -> list[str]:
         """Live tasks past their deadline that no worker holds."""
         ...

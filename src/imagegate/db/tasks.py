@@ -135,6 +135,15 @@ class SqlTaskStore:
 
         return await self._tx.run(work)
 
+    async def hand_back(self, owner: str) -> int:
+        """End `owner`'s leases at once (a process stopping in good order); the interrupted claims are not
+        counted as attempts. Returns how many tasks were handed back."""
+        def work(conn: Connection) -> int:
+            return conn.execute(update(_tasks).where(t.lease_owner == owner, t.status == "processing").values(
+                lease_owner=None, lease_expires_at=None, attempts=t.attempts - 1, updated_at=utcnow())).rowcount
+
+        return await self._tx.run(work)
+
     async def overdue(self, limit: int = 100) -> list[str]:
         """Live tasks past their deadline that no worker holds (a running worker times out by itself)."""
         def work(conn: Connection) -> list[str]:

@@ -3,8 +3,8 @@
 Each gateway process runs `workers` loops. A loop claims a task with a lease, keeps the lease alive with a
 heartbeat while the edit runs, and ends the task exactly once: completed (hold settled) or failed (hold
 released). A worker that loses its lease stops and leaves the task to its new owner. A process that dies
-leaves its leases to run out; the task is then claimed again, and a job the upstream had already
-accepted is followed again rather than submitted twice.
+leaves its leases to run out; one that stops in good order hands them back. Either way the task is then
+claimed again, and a job the upstream had already accepted is followed again rather than submitted twice.
 """
 
 from __future__ import annotations
@@ -60,10 +60,18 @@ class TaskRunner:
         self._loops.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def aclose(self) -> None:
+        """Stop the loops and hand back the tasks they were running, for another worker to take at once."""
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
+        try:
+            handed = await self._store.hand_back(self.owner)
+        except Exception:
+            log.warning("could not hand back the tasks of %s; their leases will run out", self.owner, exc_info=True)
+            return
+        if handed:
+            log.info("handed back %d task(s) of %s", handed, self.owner)
 
     # --- workers -----------------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -95,6 +103,7 @@ class TaskRunner:
             await asyncio.wait([work])  # unlike awaiting `work`, not ended by the heartbeat cancelling it
         except asyncio.CancelledError:
             work.cancel()
+            await asyncio.wait([work])  # ended before the caller goes on: nothing is saved after a hand-back
             raise
         finally:
             beat.cancel()
