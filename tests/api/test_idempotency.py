@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tests.conftest import Harness, png_bytes, running
 
-from imagegate.config import Settings
+from imagegate.config import BillingSettings, Settings
 from imagegate.core.pricing import usd_to_micros
 
 PRICE = 0.01
@@ -81,6 +81,32 @@ async def test_an_async_retry_returns_the_same_task(gw: Harness) -> None:
     assert await gw.gateway.runner.run_once() is True
     assert await gw.gateway.runner.run_once() is False  # one task, not two
     assert await spent(gw) == usd_to_micros(PRICE)
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+async def test_a_process_dying_right_after_the_charge_still_answers_the_retry(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, run_async: bool) -> None:
+    """The answer is stored with the charge: a crash before the request ends leaves no key that a retry
+    would take over (once stale) and charge a second time."""
+    prices = {"local-edit": {"kind": "per_image", "per_image": PRICE}}
+    async with running(replace(settings, prices=prices, billing=BillingSettings(hold_ttl=0.3))) as h:
+        async def dies(*_: Any) -> None:  # the process is gone before the request's own ending runs
+            return None
+
+        monkeypatch.setattr(h.gateway.idempotency, "finish", dies)
+        fields = {"async": "true"} if run_async else {"response_format": "b64_json"}
+        first = await edit(h, "crash-key", **fields)
+        assert first.status_code == 200
+        await asyncio.sleep(0.4)  # a key still in progress would now be taken over
+        retried = await edit(h, "crash-key", **fields)
+        assert retried.status_code == 200 and retried.headers["Idempotent-Replayed"] == "true"
+        assert retried.content == first.content
+        if run_async:
+            assert await h.gateway.runner.run_once() is True
+            assert await h.gateway.runner.run_once() is False  # one task, not two
+        else:
+            assert retried.headers["X-Billing-Transaction-ID"] == first.json()["billing_transaction_id"]
+        assert await spent(h) == usd_to_micros(PRICE)
 
 
 async def test_concurrent_duplicates_run_once(gw: Harness) -> None:

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from imagegate.core.errors import Conflict
+from imagegate.core.idempotency import Reply, StoredResponse
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
-from imagegate.db.idempotency import SqlIdempotencyStore, StoredResponse
+from imagegate.db.idempotency import SqlIdempotencyStore
 from imagegate.db.transactions import Transactions
 
 
@@ -35,7 +36,7 @@ async def test_begin_finish_replay_and_conflicts(parts: tuple[Transactions, Acco
         await store.begin(account, "k1", "images.edits", "aaa")
     assert busy.value.code == "idempotency_request_in_progress" and busy.value.param == "Idempotency-Key"
     answer = StoredResponse(200, b'{"ok": true}', {"x-billing-transaction-id": "txn_1"})
-    await store.finish(account, "k1", answer)
+    await store.finish(Reply(account, "k1", answer))
     assert await store.begin(account, "k1", "images.edits", "aaa") == answer
     for route, digest in (("images.edits", "bbb"), ("files", "aaa")):
         with pytest.raises(Conflict) as reused:
@@ -63,7 +64,7 @@ async def test_records_expire_after_retention(parts: tuple[Transactions, Account
     account = await accounts.ensure_account("alice")
     store = SqlIdempotencyStore(tx, stale_after=60.0, retention=0.2)
     assert await store.begin(account, "k", "files", "h") is None
-    await store.finish(account, "k", StoredResponse(200, b"{}", {}))
+    await store.finish(Reply(account, "k", StoredResponse(200, b"{}", {})))
     await asyncio.sleep(0.3)
     assert await store.begin(account, "k", "files", "other") is None  # expired: a new request
     await asyncio.sleep(0.3)

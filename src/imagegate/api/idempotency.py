@@ -13,11 +13,14 @@ from starlette.responses import Response
 
 from imagegate.core.edits import EditRequest, ImageRef, UploadRef, UrlRef
 from imagegate.core.errors import InvalidRequest
-from imagegate.db.idempotency import SqlIdempotencyStore, StoredResponse
+from imagegate.core.idempotency import Reply, StoredResponse
+from imagegate.db.idempotency import SqlIdempotencyStore
 
 HEADER = "idempotency-key"
 _MAX_KEY = 255
 _REPLAYED_HEADERS = ("x-billing-transaction-id",)
+
+Keep = Callable[[Response], Reply]  # the reply to store for a response, under the request's key
 
 
 def key_of(request: Request) -> str | None:
@@ -64,23 +67,31 @@ async def edit_fingerprint(edit: EditRequest) -> str:
 
 
 async def run_once(store: SqlIdempotencyStore, account_id: int, key: str | None, route: str,
-                   fingerprint: Callable[[], Awaitable[str]], handle: Callable[[], Awaitable[Response]]) -> Response:
-    """`handle()` the request, unless `key` was seen with the same request: then the stored answer."""
+                   fingerprint: Callable[[], Awaitable[str]],
+                   handle: Callable[[Keep | None], Awaitable[Response]]) -> Response:
+    """`handle()` the request, unless `key` was seen with the same request: then the stored answer.
+
+    `handle` gets a `Keep` (None without a key) so that a request that charges money can store its reply
+    with the charge; any other success is stored when `handle` returns.
+    """
     if key is None:
-        return await handle()
+        return await handle(None)
     stored = await store.begin(account_id, key, route, await fingerprint())
     if stored is not None:
         return Response(stored.body, status_code=stored.status, media_type="application/json",
                         headers={**stored.headers, "Idempotent-Replayed": "true"})
+
+    def keep(response: Response) -> Reply:
+        headers = {name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers}
+        return Reply(account_id, key, StoredResponse(response.status_code, bytes(response.body), headers))
+
     try:
-        response = await handle()
+        response = await handle(keep)
     except BaseException:
         await asyncio.shield(store.abandon(account_id, key))
         raise
     if 200 <= response.status_code < 300:
-        headers = {name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers}
-        await asyncio.shield(store.finish(account_id, key, StoredResponse(response.status_code, bytes(response.body),
-                                                                          headers)))
+        await asyncio.shield(store.finish(keep(response)))
     else:
         await store.abandon(account_id, key)
     return response

@@ -14,10 +14,11 @@ from starlette.routing import Route
 
 from imagegate.api.auth import authenticate
 from imagegate.api.errors import json_response
-from imagegate.api.idempotency import edit_fingerprint, fingerprint, key_of, run_once
+from imagegate.api.idempotency import Keep, edit_fingerprint, fingerprint, key_of, run_once
 from imagegate.api.parsing import read_edit, read_form, upload_ref
 from imagegate.core.errors import InvalidRequest, ModelNotFound, NotFound
 from imagegate.core.media import MIME_TYPES
+from imagegate.core.service import EditResponse
 from imagegate.core.tasks import TaskView
 from imagegate.db.files import new_file_id
 from imagegate.imaging import check_image
@@ -51,17 +52,20 @@ async def create_edit(request: Request) -> Response:
     try:
         edit = await read_edit(request, gw.settings.limits)
 
-        async def handle() -> Response:
-            result = await gw.edits.edit(caller, edit)
-            if isinstance(result, TaskView):
-                return json_response(result.body())
-            return json_response(result.body(),
-                                 headers={"X-Billing-Transaction-ID": result.billing_transaction_id})
+        async def handle(keep: Keep | None) -> Response:
+            reply_for = None if keep is None else lambda outcome: keep(_edit_response(outcome))
+            return _edit_response(await gw.edits.edit(caller, edit, reply_for=reply_for))
 
         return await run_once(gw.idempotency, caller.account_id, key, "images.edits",
                               lambda: edit_fingerprint(edit), handle)
     finally:
         await request.close()
+
+
+def _edit_response(outcome: EditResponse | TaskView) -> Response:
+    if isinstance(outcome, TaskView):
+        return json_response(outcome.body())
+    return json_response(outcome.body(), headers={"X-Billing-Transaction-ID": outcome.billing_transaction_id})
 
 
 async def get_task(request: Request) -> Response:
@@ -88,7 +92,7 @@ async def create_file(request: Request) -> Response:
             raise InvalidRequest("'file' is required.", param="file")
         ref = upload_ref("file", form["file"], gw.settings.limits)
 
-        async def handle() -> Response:
+        async def handle(_: Keep | None) -> Response:
             image = await check_image(ref.file, param="file", filename=ref.filename, size=ref.size)
             blob_key = f"files/{secrets.token_urlsafe(24)}.{image.info.format}"
             await gw.blobs.put_file(blob_key, image.file, image.info.mime_type)

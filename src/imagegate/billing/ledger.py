@@ -15,9 +15,11 @@ from sqlalchemy import Connection, Table, insert, select, update
 
 from imagegate.core.accounts import Caller
 from imagegate.core.errors import InsufficientBalance, QuotaExceeded
+from imagegate.core.idempotency import Reply
 from imagegate.core.pricing import micros_to_usd
 from imagegate.db.accounts import new_transaction_id
 from imagegate.db.clock import utcnow
+from imagegate.db.idempotency import record_reply
 from imagegate.db.schema import Account, ApiKey, Hold, LedgerEntry
 from imagegate.db.transactions import Transactions
 
@@ -68,8 +70,13 @@ class SqlLedger:
         await self._tx.run(work)
         return hold_id
 
-    async def settle(self, hold_id: str, amount: int) -> str:
-        await self._tx.run(lambda conn: close_hold(conn, hold_id, charge=amount, settle=True))
+    async def settle(self, hold_id: str, amount: int, *, reply: Reply | None = None) -> str:
+        def work(conn: Connection) -> None:
+            close_hold(conn, hold_id, charge=amount, settle=True)
+            if reply is not None:
+                record_reply(conn, reply)
+
+        await self._tx.run(work)
         return hold_id
 
     async def release(self, hold_id: str) -> None:

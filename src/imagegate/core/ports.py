@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from imagegate.core.accounts import Caller
 from imagegate.core.edits import EditJob, EditResult, ImageRef, UrlRef
+from imagegate.core.idempotency import Reply
 from imagegate.core.media import SourceImage
 from imagegate.core.tasks import ClaimedTask, TaskInput, TaskView, UpstreamJob
 
@@ -68,8 +69,9 @@ class Ledger(Protocol):
         """
         ...
 
-    async def settle(self, hold_id: str, amount: int) -> str:
-        """Charge `amount` (at most the hold) and release the rest; returns the billing transaction id."""
+    async def settle(self, hold_id: str, amount: int, *, reply: Reply | None = None) -> str:
+        """Charge `amount` (at most the hold) and release the rest, storing `reply` in the same transaction;
+        returns the billing transaction id, which is the hold id."""
         ...
 
     async def release(self, hold_id: str) -> None: ...
@@ -89,7 +91,9 @@ class TaskStore(Protocol):
     """Persisted async tasks. Every change made under a lease names its owner and is refused without it."""
 
     async def create(self, task_id: str, caller: Caller, task: TaskInput, *, hold_id: str, deadline: float,
-                     retention: float) -> TaskView: ...
+                     retention: float, reply_for: Callable[[TaskView], Reply] | None = None) -> TaskView:
+        """Store a pending task, and the reply made of its view in the same transaction."""
+        ...
 
     async def get(self, task_id: str, account_id: int) -> TaskView | None:
         """The task if it exists, belongs to the account and has not expired."""

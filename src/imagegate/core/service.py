@@ -15,6 +15,7 @@ from imagegate.core.capabilities import ModelSpec
 from imagegate.core.catalog import Catalog, Route
 from imagegate.core.edits import EditJob, EditRequest, EditResult
 from imagegate.core.errors import UpstreamError
+from imagegate.core.idempotency import Reply
 from imagegate.core.media import MIME_TYPES, OutputImage, SourceImage
 from imagegate.core.ports import BlobStore, ImageResolver, Ledger, ResumableProvider, TaskStore
 from imagegate.core.pricing import CostInputs
@@ -43,6 +44,9 @@ class EditResponse:
         return out
 
 
+ReplyFor = Callable[[EditResponse | TaskView], Reply]
+
+
 class EditService:
     def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore,
                  tasks: TaskStore, router: Router, *, request_timeout: float = 600.0, task_deadline: float = 900.0,
@@ -62,8 +66,13 @@ class EditService:
     def catalog(self) -> Catalog:
         return self._catalog
 
-    async def edit(self, caller: Caller, request: EditRequest) -> EditResponse | TaskView:
-        """Run the edit now and answer with its images, or, for `async: true`, accept it as a task."""
+    async def edit(self, caller: Caller, request: EditRequest, *,
+                   reply_for: ReplyFor | None = None) -> EditResponse | TaskView:
+        """Run the edit now and answer with its images, or, for `async: true`, accept it as a task.
+
+        With `reply_for`, the reply made of the answer is stored in the transaction that commits the
+        charge: the settle, or the creation of the task.
+        """
         spec = self._catalog.spec(request.model)
         caller.check_model(spec.id)
         options = check_request(spec, prompt=request.prompt, image_count=len(request.images),
@@ -84,13 +93,14 @@ class EditService:
                           n=request.n, images=images, mask=mask, options=options,
                           response_format=request.response_format)
             if request.run_async:
-                return await self._accept(caller, spec, job, costs)
-            return await self._run_now(caller, spec, job, costs)
+                return await self._accept(caller, spec, job, costs, reply_for)
+            return await self._run_now(caller, spec, job, costs, reply_for)
         finally:
             for image in (*images, *([mask] if mask else [])):
                 image.close()
 
-    async def _run_now(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> EditResponse:
+    async def _run_now(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs,
+                       reply_for: ReplyFor | None) -> EditResponse:
         hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id)
         try:
             result = await self.execute(spec, job, deadline=self._router.clock() + self._request_timeout)
@@ -98,11 +108,14 @@ class EditService:
         except BaseException:
             await self._ledger.release(hold_id)
             raise
-        transaction_id = await self._ledger.settle(hold_id, self.cost(spec, costs, result))
-        return EditResponse(created=result.created or int(time.time()), data=data,
-                            usage=result.usage, billing_transaction_id=transaction_id, echo=dict(result.echo))
+        response = EditResponse(created=result.created or int(time.time()), data=data, usage=result.usage,
+                                billing_transaction_id=hold_id, echo=dict(result.echo))
+        await self._ledger.settle(hold_id, self.cost(spec, costs, result),
+                                  reply=reply_for(response) if reply_for is not None else None)
+        return response
 
-    async def _accept(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs) -> TaskView:
+    async def _accept(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs,
+                      reply_for: ReplyFor | None) -> TaskView:
         """Hold the estimate, copy the inputs into the blob store and persist the task for a worker."""
         hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id,
                                           ttl=self._task_deadline + _HOLD_GRACE)
@@ -119,7 +132,8 @@ class EditService:
             task = TaskInput(model=spec.id, prompt=job.prompt, n=job.n, options=dict(job.options),
                              images=tuple(stored), mask=await keep(job.mask) if job.mask else None, costs=costs)
             view = await self._tasks.create(new_task_id(), caller, task, hold_id=hold_id,
-                                            deadline=self._task_deadline, retention=self._task_retention)
+                                            deadline=self._task_deadline, retention=self._task_retention,
+                                            reply_for=reply_for)
         except BaseException:
             await self._ledger.release(hold_id)
             await self.discard(keys)

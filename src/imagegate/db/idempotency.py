@@ -1,7 +1,8 @@
 """Idempotency keys: a retried request with the same key and body gets the first answer, not a second run.
 
 A key is scoped to its account. `begin` records the key as in progress (or returns the stored answer);
-`finish` stores the answer of a request that succeeded; `abandon` forgets a key whose request failed, so a
+`finish` (or `record_reply`, inside the transaction that charges for the request) stores the answer of a
+request that succeeded; `abandon` forgets a key whose request failed, so a
 retry runs again (a failed request charged nothing). A key left in progress by a process that died is
 taken over once it is older than `stale_after`.
 """
@@ -9,7 +10,6 @@ taken over once it is older than `stale_after`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
@@ -17,19 +17,13 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagegate.core.errors import Conflict
+from imagegate.core.idempotency import Reply, StoredResponse
 from imagegate.db.clock import aware, utcnow
 from imagegate.db.schema import IdempotencyRecord
 from imagegate.db.transactions import Transactions
 
 _records = cast(Table, IdempotencyRecord.__table__)
 r = _records.c
-
-
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
-    status: int
-    body: bytes
-    headers: dict[str, str]
 
 
 def _in_progress() -> Conflict:
@@ -72,11 +66,9 @@ class SqlIdempotencyStore:
         except IntegrityError:  # the same key inserted by a concurrent request a moment ago
             raise _in_progress() from None
 
-    async def finish(self, account_id: int, key: str, response: StoredResponse) -> None:
-        stored = json.dumps({"body": response.body.decode(), "headers": response.headers})
-        await self._tx.run(lambda conn: conn.execute(update(_records).where(
-            r.account_id == account_id, r.key == key, r.status.is_(None)).values(status=response.status,
-                                                                                response=stored)))
+    async def finish(self, reply: Reply) -> None:
+        """Store the answer of a request that succeeded (unless it was stored with its charge already)."""
+        await self._tx.run(lambda conn: record_reply(conn, reply))
 
     async def abandon(self, account_id: int, key: str) -> None:
         await self._tx.run(lambda conn: conn.execute(delete(_records).where(
@@ -87,3 +79,11 @@ class SqlIdempotencyStore:
             return conn.execute(delete(_records).where(r.created_at <= utcnow() - self._retention)).rowcount
 
         return await self._tx.run(work)
+
+
+def record_reply(conn: Connection, reply: Reply) -> None:
+    """Store `reply` under its key, inside the caller's transaction; a key already answered is left alone."""
+    response = reply.response
+    stored = json.dumps({"body": response.body.decode(), "headers": dict(response.headers)})
+    conn.execute(update(_records).where(r.account_id == reply.account_id, r.key == reply.key, r.status.is_(None))
+                 .values(status=response.status, response=stored))

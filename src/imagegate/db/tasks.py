@@ -9,7 +9,7 @@ its hold, and failing it releases the hold, in the same transaction as the statu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
@@ -17,8 +17,10 @@ from sqlalchemy import Connection, Row, Table, delete, insert, or_, select, upda
 
 from imagegate.billing.ledger import close_hold
 from imagegate.core.accounts import Caller
+from imagegate.core.idempotency import Reply
 from imagegate.core.tasks import TERMINAL, ClaimedTask, TaskInput, TaskStatus, TaskView, UpstreamJob
 from imagegate.db.clock import aware, utcnow
+from imagegate.db.idempotency import record_reply
 from imagegate.db.schema import Task
 from imagegate.db.transactions import Transactions
 
@@ -49,15 +51,23 @@ class SqlTaskStore:
         self._tx = transactions
 
     async def create(self, task_id: str, caller: Caller, task: TaskInput, *, hold_id: str, deadline: float,
-                     retention: float) -> TaskView:
+                     retention: float, reply_for: Callable[[TaskView], Reply] | None = None) -> TaskView:
         now = utcnow()
         values = {"id": task_id, "account_id": caller.account_id, "key_id": caller.key_id, "model": task.model,
                   "status": "pending", "request": json.dumps(task.to_json()), "hold_id": hold_id, "attempts": 0,
                   "deadline_at": now + _seconds(deadline), "created_at": now, "updated_at": now,
                   "expires_at": now + _seconds(retention)}
-        await self._tx.run(lambda conn: conn.execute(insert(_tasks).values(**values)))
         stamp = int(now.timestamp())
-        return TaskView(id=task_id, model=task.model, status="pending", created=stamp, updated=stamp)
+        view = TaskView(id=task_id, model=task.model, status="pending", created=stamp, updated=stamp)
+        reply = reply_for(view) if reply_for is not None else None
+
+        def work(conn: Connection) -> None:
+            conn.execute(insert(_tasks).values(**values))
+            if reply is not None:
+                record_reply(conn, reply)
+
+        await self._tx.run(work)
+        return view
 
     async def get(self, task_id: str, account_id: int) -> TaskView | None:
         def work(conn: Connection) -> Row[Any] | None:
