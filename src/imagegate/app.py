@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from imagegate.api.errors import error_body, error_response, json_response
 from imagegate.api.middleware import EdgeMiddleware
@@ -129,6 +130,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                                     else "method_not_allowed" if status == 405 else "http_error"), status)
 
 
+def _observe(scope: Scope, status: int, seconds: float) -> None:
+    """Count a request in its gateway's metrics, by the endpoint it was routed to."""
+    gateway = getattr(scope["app"].state, "gateway", None)
+    if gateway is not None:
+        handler = getattr(scope.get("endpoint"), "__name__", "unmatched")
+        gateway.metrics.http_request(handler, scope["method"], status, seconds)
+
+
 def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: Any) -> Starlette:
     """The ASGI app. The gateway is built in the lifespan unless one is given."""
 
@@ -146,7 +155,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: A
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(EdgeMiddleware, max_body=settings.limits.max_request_bytes)],
+        middleware=[Middleware(EdgeMiddleware, max_body=settings.limits.max_request_bytes, observe=_observe)],
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one gateway process: upstream attempts by route, route circuits, ended tasks."""
+"""Prometheus metrics of one gateway process: HTTP requests, upstream attempts by route, route circuits,
+ended tasks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _CIRCUIT_STATES = ("closed", "half_open", "open")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _Circuits(Collector):
@@ -31,6 +33,13 @@ class _Circuits(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter("imagegate_http_requests", "HTTP requests answered, by handler, method and "
+                                 "status (499: the client left first)", ["handler", "method", "status"],
+                                 registry=self.registry)
+        self._request_seconds = Histogram("imagegate_http_request_seconds", "Time to answer an HTTP request",
+                                          ["handler"], registry=self.registry,
+                                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                   2.5, 5, 10, 30, 60, 120, 300, 600))
         self._attempts = Counter("imagegate_upstream_attempts", "Calls to upstream routes by outcome",
                                  ["route", "model", "outcome"], registry=self.registry)
         self._seconds = Histogram("imagegate_upstream_seconds", "Time an upstream route took to answer",
@@ -41,6 +50,11 @@ class Metrics:
 
     def watch_circuits(self, health: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
         self.registry.register(_Circuits(health))
+
+    def http_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """One answered request; `handler` is the route's endpoint name, never the raw path."""
+        self._requests.labels(handler, method if method in _METHODS else "other", str(status)).inc()
+        self._request_seconds.labels(handler).observe(seconds)
 
     def upstream_attempt(self, route: str, model: str, outcome: str, seconds: float) -> None:
         self._attempts.labels(route, model, outcome).inc()
