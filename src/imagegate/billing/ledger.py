@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from imagegate.core.accounts import Caller
 from imagegate.core.errors import InsufficientBalance, QuotaExceeded
@@ -29,6 +29,29 @@ _accounts = cast(Table, Account.__table__)
 _keys = cast(Table, ApiKey.__table__)
 _holds = cast(Table, Hold.__table__)
 _entries = cast(Table, LedgerEntry.__table__)
+_k, _a, _h = _keys.c, _accounts.c, _holds.c
+
+# The statements of a hold and of its end, built once: a request pays for executing them, not for
+# constructing and keying SQL expressions each time.
+_HOLD_ON_KEY = update(_keys).where(
+    _k.id == bindparam("key"),
+    _k.spend_limit_micros.is_(None) | (_k.spent_micros + _k.held_micros + bindparam("amount") <= _k.spend_limit_micros),
+).values(held_micros=_k.held_micros + bindparam("amount"))
+_HOLD_ON_ACCOUNT = update(_accounts).where(
+    _a.id == bindparam("account"), _a.balance_micros >= bindparam("amount"),
+).values(balance_micros=_a.balance_micros - bindparam("amount"), held_micros=_a.held_micros + bindparam("amount"))
+_BALANCE = select(_a.balance_micros).where(_a.id == bindparam("account"))
+_OPEN_HOLD = select(_h.account_id, _h.key_id, _h.model, _h.amount_micros).where(
+    _h.id == bindparam("hold"), _h.status == "held")
+_CLOSE_HOLD = update(_holds).where(_h.id == bindparam("hold"), _h.status == "held").values(
+    status=bindparam("outcome"), charged_micros=bindparam("charge"), closed_at=bindparam("now"))
+_CLOSE_ON_KEY = update(_keys).where(_k.id == bindparam("key")).values(
+    held_micros=_k.held_micros - bindparam("amount"), spent_micros=_k.spent_micros + bindparam("charge"))
+_CLOSE_ON_ACCOUNT = update(_accounts).where(_a.id == bindparam("account")).values(
+    held_micros=_a.held_micros - bindparam("amount"), spent_micros=_a.spent_micros + bindparam("charge"),
+    balance_micros=_a.balance_micros + bindparam("amount") - bindparam("charge"))
+_INSERT_HOLD = insert(_holds)
+_INSERT_ENTRY = insert(_entries)
 
 
 class SqlLedger:
@@ -42,30 +65,21 @@ class SqlLedger:
         expires_at = now + (self._hold_ttl if ttl is None else timedelta(seconds=ttl))
 
         def work(conn: Connection) -> None:
-            c = _keys.c
-            keys = conn.execute(update(_keys).where(
-                c.id == caller.key_id,
-                c.spend_limit_micros.is_(None) | (c.spent_micros + c.held_micros + amount <= c.spend_limit_micros))
-                .values(held_micros=c.held_micros + amount))
-            if keys.rowcount == 0:
+            if conn.execute(_HOLD_ON_KEY, {"key": caller.key_id, "amount": amount}).rowcount == 0:
                 raise QuotaExceeded("This API key has reached its spend limit.",
                                     estimated_cost_usd=micros_to_usd(amount))
-            a = _accounts.c
-            accounts = conn.execute(update(_accounts).where(a.id == caller.account_id, a.balance_micros >= amount)
-                                    .values(balance_micros=a.balance_micros - amount,
-                                            held_micros=a.held_micros + amount))
-            if accounts.rowcount == 0:
-                balance = conn.scalar(select(a.balance_micros).where(a.id == caller.account_id)) or 0
+            if conn.execute(_HOLD_ON_ACCOUNT, {"account": caller.account_id, "amount": amount}).rowcount == 0:
+                balance = conn.scalar(_BALANCE, {"account": caller.account_id}) or 0
                 raise InsufficientBalance(
                     f"Insufficient balance: this request may cost up to ${micros_to_usd(amount):.6f}; the "
                     f"available balance is ${micros_to_usd(balance):.6f}.",
                     estimated_cost_usd=micros_to_usd(amount), balance_usd=micros_to_usd(balance))
-            conn.execute(insert(_holds).values(id=hold_id, account_id=caller.account_id, key_id=caller.key_id,
-                                               model=model, amount_micros=amount, status="held", created_at=now,
-                                               expires_at=expires_at))
-            conn.execute(insert(_entries).values(account_id=caller.account_id, transaction_id=hold_id,
-                                                 kind="hold", amount_micros=amount, hold_id=hold_id, memo=model,
-                                                 created_at=now))
+            conn.execute(_INSERT_HOLD, {"id": hold_id, "account_id": caller.account_id, "key_id": caller.key_id,
+                                        "model": model, "amount_micros": amount, "status": "held",
+                                        "created_at": now, "expires_at": expires_at})
+            conn.execute(_INSERT_ENTRY, {"account_id": caller.account_id, "transaction_id": hold_id, "kind": "hold",
+                                         "amount_micros": amount, "hold_id": hold_id, "memo": model,
+                                         "created_at": now})
 
         await self._tx.run(work)
         return hold_id
@@ -103,9 +117,7 @@ def close_hold(conn: Connection, hold_id: str, *, charge: int, settle: bool, mem
 
     Returns 1 if this call closed the hold, 0 if it was already closed: a hold ends exactly once.
     """
-    h = _holds.c
-    hold = conn.execute(select(h.account_id, h.key_id, h.model, h.amount_micros)
-                        .where(h.id == hold_id, h.status == "held")).one_or_none()
+    hold = conn.execute(_OPEN_HOLD, {"hold": hold_id}).one_or_none()
     if hold is None:
         return 0
     if charge > hold.amount_micros:
@@ -113,21 +125,16 @@ def close_hold(conn: Connection, hold_id: str, *, charge: int, settle: bool, mem
                     hold.amount_micros)
     charge = min(max(charge, 0), hold.amount_micros)
     now = utcnow()
-    closed = conn.execute(update(_holds).where(h.id == hold_id, h.status == "held")
-                          .values(status="settled" if settle else "released", charged_micros=charge,
-                                  closed_at=now))
+    closed = conn.execute(_CLOSE_HOLD, {"hold": hold_id, "outcome": "settled" if settle else "released",
+                                        "charge": charge, "now": now})
     if closed.rowcount == 0:
         return 0
+    moved = {"amount": hold.amount_micros, "charge": charge}
     if hold.key_id is not None:  # key before account, the order `hold` locks them in: no deadlock
-        k = _keys.c
-        conn.execute(update(_keys).where(k.id == hold.key_id).values(
-            held_micros=k.held_micros - hold.amount_micros, spent_micros=k.spent_micros + charge))
-    a = _accounts.c
-    conn.execute(update(_accounts).where(a.id == hold.account_id).values(
-        held_micros=a.held_micros - hold.amount_micros, spent_micros=a.spent_micros + charge,
-        balance_micros=a.balance_micros + hold.amount_micros - charge))
-    conn.execute(insert(_entries).values(
-        account_id=hold.account_id, transaction_id=hold_id, kind="settle" if settle else "release",
-        amount_micros=charge if settle else hold.amount_micros, hold_id=hold_id, memo=memo or hold.model,
-        created_at=now))
+        conn.execute(_CLOSE_ON_KEY, {"key": hold.key_id, **moved})
+    conn.execute(_CLOSE_ON_ACCOUNT, {"account": hold.account_id, **moved})
+    conn.execute(_INSERT_ENTRY, {"account_id": hold.account_id, "transaction_id": hold_id,
+                                 "kind": "settle" if settle else "release",
+                                 "amount_micros": charge if settle else hold.amount_micros, "hold_id": hold_id,
+                                 "memo": memo or hold.model, "created_at": now})
     return 1
