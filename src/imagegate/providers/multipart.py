@@ -51,13 +51,12 @@ def build_multipart(fields: Sequence[tuple[str, str]], files: Sequence[FilePart]
               + len(tail))
     content_type = f"multipart/form-data; boundary={boundary}"
     if length <= _BUFFER_LIMIT:
-        out = bytearray().join(heads)
+        pieces = list(heads)
         for head, part in zip(file_heads, files, strict=True):
-            out += head
-            out += part.image.read()
-            out += b"\r\n"
-        out += tail
-        return MultipartBody(content_type, len(out), bytes(out))
+            pieces += (head, part.image.read(), b"\r\n")
+        pieces.append(tail)
+        body = b"".join(pieces)
+        return MultipartBody(content_type, len(body), body)
     return MultipartBody(content_type, length, _stream(b"".join(heads), file_heads, files, tail))
 
 
