@@ -8,14 +8,20 @@ from imagegate.config import ConfigError, ProviderSettings
 from imagegate.core.ports import Provider
 from imagegate.providers.azure import AzureProvider
 from imagegate.providers.bfl import BflProvider
-from imagegate.providers.local import LocalProvider
 from imagegate.providers.openai import OpenAIProvider
 from imagegate.providers.xai import XaiProvider
 
 ProviderFactory = Callable[[ProviderSettings], Provider]
 
+
+def _local(settings: ProviderSettings) -> Provider:
+    from imagegate.providers.local import LocalProvider  # NumPy and OpenCV load only where the engine runs
+
+    return LocalProvider()
+
+
 FACTORIES: dict[str, ProviderFactory] = {
-    "local": lambda s: LocalProvider(),
+    "local": _local,
     "openai": lambda s: OpenAIProvider(name=s.name, base_url=s.base_url or "https://api.openai.com/v1",
                                        api_key=s.api_key, timeout=s.timeout, organization=s.organization,
                                        project=s.project),
