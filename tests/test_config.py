@@ -22,6 +22,7 @@ def test_sections_are_read() -> None:
     settings = settings_from_mapping({
         "limits": {"request_timeout": 120.0},
         "billing": {"hold_ttl": 300.0, "sweep_interval": 5.0},
+        "storage": {"output_retention": 7200.0, "file_retention": 600.0},
         "tasks": {"workers": 2, "lease": 10.0, "deadline": 60.0, "retention": 3600.0, "max_attempts": 5},
         "routing": {"max_attempts": 2, "failure_threshold": 3, "cooldown": 10.0, "max_cooldown": 60.0},
         "providers": [{"name": "a", "type": "openai", "models": ["gpt-image-1.5"], "priority": 1, "weight": 3},
@@ -30,6 +31,7 @@ def test_sections_are_read() -> None:
     assert settings.limits.request_timeout == 120.0
     assert (settings.billing.hold_ttl, settings.billing.sweep_interval) == (300.0, 5.0)
     assert (settings.tasks.workers, settings.tasks.max_attempts) == (2, 5)
+    assert (settings.storage.output_retention, settings.storage.file_retention) == (7200.0, 600.0)
     assert settings.routing == RoutingPolicy(max_attempts=2, failure_threshold=3, cooldown=10.0, max_cooldown=60.0)
     assert [p.weight for p in settings.providers] == [3, 1]
 
@@ -41,6 +43,8 @@ def test_sections_are_read() -> None:
     ({"tasks": {"max_attempts": 0}}, "max_attempts"),
     ({"routing": {"max_attempts": 0}}, "max_attempts"),
     ({"routing": {"cooldown": 600.0}}, "cooldown"),
+    ({"tasks": {"retention": 7 * 86400.0}, "storage": {"output_retention": 86400.0}}, "output_retention"),
+    ({"storage": {"file_retention": 0}}, "file_retention"),
 ])
 def test_inconsistent_settings_are_refused_by_name(raw: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError) as info:

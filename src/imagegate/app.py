@@ -41,6 +41,7 @@ from imagegate.metrics import Metrics
 from imagegate.providers.registry import build_provider
 from imagegate.storage.local import LocalBlobStore
 from imagegate.tasks.runner import TaskRunner
+from imagegate.tasks.sweeper import Sweeper
 
 log = logging.getLogger("imagegate")
 
@@ -62,10 +63,17 @@ class Gateway:
     transactions: Transactions
     tasks: SqlTaskStore
     runner: TaskRunner
+    sweeper: Sweeper
     idempotency: SqlIdempotencyStore
     metrics: Metrics
 
+    def start(self) -> None:
+        """Start the background work of a serving process: task workers and the sweeper."""
+        self.runner.start()
+        self.sweeper.start()
+
     async def aclose(self) -> None:
+        await self.sweeper.aclose()
         await self.runner.aclose()
         for provider in self.providers.values():
             await provider.aclose()
@@ -110,12 +118,12 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
                         request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
                         task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
     idempotency = SqlIdempotencyStore(transactions, stale_after=settings.billing.hold_ttl)
-    runner = TaskRunner(tasks, edits, blobs, ledger, settings.tasks, settings.billing, wake=new_tasks,
-                        idempotency=idempotency, ended=metrics.task_ended)
+    runner = TaskRunner(tasks, edits, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended)
+    sweeper = Sweeper(settings, tasks, ledger, blobs, files, idempotency, edits.discard, ended=metrics.task_ended)
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
                    ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
-                   transactions=transactions, tasks=tasks, runner=runner, idempotency=idempotency,
-                   metrics=metrics)
+                   transactions=transactions, tasks=tasks, runner=runner, sweeper=sweeper,
+                   idempotency=idempotency, metrics=metrics)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -146,7 +154,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: A
         gw = gateway or await build_gateway(settings, **build)
         app.state.gateway = gw
         if gateway is None:
-            gw.runner.start()
+            gw.start()
         try:
             yield
         finally:

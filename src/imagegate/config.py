@@ -35,6 +35,8 @@ class StorageSettings:
     backend: str = "local"
     path: str = "./imagegate-data"
     public_base_url: str = "http://127.0.0.1:8000"
+    output_retention: float = 86400.0  # seconds an output image stays at its URL (sync and async results)
+    file_retention: float = 30 * 86400.0  # seconds an uploaded file (POST /v1/files) is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,10 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         raise ConfigError("[tasks]: workers must be >= 0, lease > 0 and max_attempts >= 1")
     if kwargs["tasks"].retention <= kwargs["tasks"].deadline:
         raise ConfigError("[tasks]: retention must be longer than deadline")
+    storage = kwargs["storage"]
+    if storage.output_retention < kwargs["tasks"].retention or storage.file_retention <= 0:
+        raise ConfigError("[storage]: output_retention must be at least [tasks] retention (or a task's images "
+                          "would vanish before the task) and file_retention must be > 0")
     if kwargs["storage"].backend != "local":
         raise ConfigError(f"[storage] backend {kwargs['storage'].backend!r} is not supported; use 'local'")
     return Settings(**kwargs)

@@ -187,7 +187,7 @@ async def test_deadline_fails_an_unclaimed_task_with_timeout(db_url: str, tmp_pa
         task_id = (await submit(h)).json()["id"]
         await asyncio.sleep(0.4)
         assert await h.gateway.runner.run_once() is False  # past its deadline: never started
-        await h.gateway.runner.sweep()
+        await h.gateway.sweeper.sweep()
         task = (await status(h, task_id)).json()
         assert task["status"] == "failed" and task["error"]["code"] == "timeout"
         assert await h.books() == (balance, 0, 0)
@@ -218,7 +218,7 @@ async def test_retention_expires_tasks_and_their_images(db_url: str, tmp_path: A
         await asyncio.sleep(1.1)
         response = await status(h, task_id)
         assert response.status_code == 404 and response.json()["error"]["message"] == NOT_FOUND
-        await h.gateway.runner.sweep()
+        await h.gateway.sweeper.sweep()
         assert not h.gateway.blobs.path(key).exists()
         assert await h.gateway.tasks.purge_expired() == []
 
@@ -245,8 +245,8 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
         task_id = response.json()["id"]
-        first = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.ledger,
-                           h.gateway.settings.tasks, h.gateway.settings.billing, owner="doomed")
+        first = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.settings.tasks,
+                           owner="doomed")
         doomed = asyncio.create_task(first.run_once())
         for _ in range(200):  # until the submit is recorded and the upstream job saved
             await asyncio.sleep(0.02)
@@ -298,8 +298,8 @@ async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
         working = asyncio.create_task(h.gateway.runner.run_once())
-        rival = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.ledger,
-                           h.gateway.settings.tasks, h.gateway.settings.billing, owner="rival")
+        rival = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.settings.tasks,
+                           owner="rival")
         await asyncio.sleep(0.1)
         for _ in range(8):  # 1.2 s: four leases long, while the BFL job is still pending
             assert await rival.run_once() is False

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from imagegate.app import Gateway
 
 FILE_PURPOSES = ("user_data", "vision")
-FILE_TTL = timedelta(days=30)
 PUBLIC_BLOBS = "outputs/"
 
 
@@ -98,7 +97,8 @@ async def create_file(request: Request) -> Response:
             await gw.blobs.put_file(blob_key, image.file, image.info.mime_type)
             record = await gw.files.add(file_id=new_file_id(), account_id=caller.account_id,
                                         filename=_safe_filename(ref.filename), purpose=purpose, size=ref.size,
-                                        fmt=image.info.format, blob_key=blob_key, ttl=FILE_TTL)
+                                        fmt=image.info.format, blob_key=blob_key,
+                                        ttl=timedelta(seconds=gw.settings.storage.file_retention))
             return json_response(record.body())
 
         return await run_once(gw.idempotency, caller.account_id, key, "files",

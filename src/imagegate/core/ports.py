@@ -56,6 +56,11 @@ class BlobStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def remove_older_than(self, prefix: str, age: float, *, limit: int = 1000) -> int:
+        """Delete up to `limit` objects under `prefix` (and unfinished writes there) last written more than
+        `age` seconds ago; returns how many."""
+        ...
+
     def public_url(self, key: str) -> str: ...
 
 

@@ -12,6 +12,7 @@ from imagegate.core.pricing import CostInputs
 TASK_PREFIX = "ldtask_"
 TaskStatus = Literal["pending", "processing", "completed", "failed"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed"})
+TIMED_OUT = "The task did not finish before its deadline; it was not billed."
 
 
 def new_task_id() -> str:

@@ -72,6 +72,15 @@ class FileRepository:
             return None
         return record
 
+    async def purge_expired(self, limit: int = 100) -> list[str]:
+        """Delete expired files' records; returns their blob keys, to delete."""
+        async with self._sessions.begin() as session:
+            rows = (await session.execute(select(StoredFile.id, StoredFile.blob_key).where(
+                StoredFile.expires_at <= utcnow()).limit(limit))).all()
+            if rows:
+                await session.execute(delete(StoredFile).where(StoredFile.id.in_([r.id for r in rows])))
+        return [r.blob_key for r in rows]
+
     async def remove(self, file_id: str, account_id: int) -> FileRecord | None:
         async with self._sessions.begin() as session:
             row = await session.scalar(select(StoredFile).where(StoredFile.id == file_id,

@@ -6,12 +6,14 @@ import asyncio
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from imagegate.core.errors import NotFound, StorageUnavailable
 
 _KEY = re.compile(r"^[a-z]+/[A-Za-z0-9_-]{16,64}(\.[a-z0-9]{1,5})?$")
+_PREFIX = re.compile(r"^[a-z]+/$")
 
 
 def valid_key(key: str) -> bool:
@@ -66,5 +68,34 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         try:
             await asyncio.to_thread(self.path(key).unlink, True)
+        except OSError as exc:
+            raise StorageUnavailable("The image store is unavailable.") from exc
+
+    async def remove_older_than(self, prefix: str, age: float, *, limit: int = 1000) -> int:
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"not a blob prefix: {prefix!r}")
+        folder = self._root / prefix
+        cutoff = time.time() - age
+
+        def run() -> int:
+            removed = 0
+            try:
+                entries = os.scandir(folder)
+            except FileNotFoundError:
+                return 0
+            with entries:
+                for entry in entries:
+                    if removed >= limit:
+                        break
+                    try:
+                        if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.path)
+                            removed += 1
+                    except FileNotFoundError:  # deleted meanwhile by its owner or another process
+                        continue
+            return removed
+
+        try:
+            return await asyncio.to_thread(run)
         except OSError as exc:
             raise StorageUnavailable("The image store is unavailable.") from exc

@@ -1,4 +1,4 @@
-"""Workers that run persisted async tasks, and the sweeper that ends what nobody is running any more.
+"""Workers that run persisted async tasks.
 
 Each gateway process runs `workers` loops. A loop claims a task with a lease, keeps the lease alive with a
 heartbeat while the edit runs, and ends the task exactly once: completed (hold settled) or failed (hold
@@ -19,18 +19,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from imagegate.config import BillingSettings, TaskSettings
+from imagegate.config import TaskSettings
 from imagegate.core.edits import EditJob
 from imagegate.core.errors import GatewayError
 from imagegate.core.media import SourceImage
-from imagegate.core.ports import BlobStore, Ledger, TaskStore
+from imagegate.core.ports import BlobStore, TaskStore
 from imagegate.core.service import EditService
-from imagegate.core.tasks import ClaimedTask, LeaseLost, UpstreamJob
-from imagegate.db.idempotency import SqlIdempotencyStore
+from imagegate.core.tasks import TIMED_OUT, ClaimedTask, LeaseLost, UpstreamJob
 from imagegate.inputs import load_image
 
 log = logging.getLogger("imagegate.tasks")
-_TIMED_OUT = "The task did not finish before its deadline; it was not billed."
 
 
 def worker_id() -> str:
@@ -38,17 +36,13 @@ def worker_id() -> str:
 
 
 class TaskRunner:
-    def __init__(self, store: TaskStore, edits: EditService, blobs: BlobStore, holds: Ledger,
-                 settings: TaskSettings, billing: BillingSettings, *, wake: asyncio.Event | None = None,
-                 idempotency: SqlIdempotencyStore | None = None, ended: Callable[[str], None] = lambda outcome: None,
+    def __init__(self, store: TaskStore, edits: EditService, blobs: BlobStore, settings: TaskSettings, *,
+                 wake: asyncio.Event | None = None, ended: Callable[[str], None] = lambda outcome: None,
                  owner: str | None = None) -> None:
         self._store = store
         self._edits = edits
         self._blobs = blobs
-        self._holds = holds
         self._settings = settings
-        self._billing = billing
-        self._idempotency = idempotency
         self._ended = ended  # told "completed" or the error code of every task this process ends
         self.owner = owner or worker_id()
         self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
@@ -57,7 +51,6 @@ class TaskRunner:
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._work(), name=f"task-worker-{i}")
                        for i in range(self._settings.workers)]
-        self._loops.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def aclose(self) -> None:
         """Stop the loops and hand back the tasks they were running, for another worker to take at once."""
@@ -133,7 +126,7 @@ class TaskRunner:
         except LeaseLost:
             log.warning("task %s: lease lost by %s before it could be saved", task.id, self.owner)
         except TimeoutError:
-            await self._fail(task, "timeout", _TIMED_OUT)
+            await self._fail(task, "timeout", TIMED_OUT)
         except GatewayError as exc:
             await self._fail(task, exc.code, exc.message)
         except Exception:
@@ -176,25 +169,3 @@ class TaskRunner:
             log.info("task %s failed: %s", task.id, code)
             self._ended(code)
             await self._edits.discard(task.input.blob_keys())
-
-    # --- the sweeper -------------------------------------------------------------------------------
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("sweep failed")
-            await asyncio.sleep(self._billing.sweep_interval)
-
-    async def sweep(self) -> None:
-        """Fail overdue tasks nobody runs, release holds that outlived their request, purge what expired."""
-        for task_id in await self._store.overdue():
-            if await self._store.fail(task_id, None, code="timeout", message=_TIMED_OUT):
-                log.info("task %s failed: deadline passed while no worker held it", task_id)
-                self._ended("timeout")
-        released = await self._holds.release_expired()
-        if released:
-            log.warning("released %d hold(s) whose request outlived them", released)
-        await self._edits.discard(await self._store.purge_expired())
-        if self._idempotency is not None:
-            await self._idempotency.purge_expired()
