@@ -1,4 +1,5 @@
 """A real `imagegate serve` killed with SIGKILL mid-requests, then restarted: nothing is lost or billed twice.
+A server stopped with SIGTERM hands its running tasks to the next one at once.
 
 Sync edits are in flight on a slow upstream, async tasks are pending and processing (OpenAI-style and BFL
 jobs) when the process dies. After a restart every task reaches a terminal state, BFL jobs are polled
@@ -35,7 +36,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, db_url: str, blobs: Path, openai: OpenAIEmulator, bfl: BflEmulator) -> Path:
+def write_config(path: Path, db_url: str, blobs: Path, openai: OpenAIEmulator, bfl: BflEmulator, *,
+                 lease: float = 1.0) -> Path:
     path.write_text(f"""
 [database]
 url = "{db_url}"
@@ -48,7 +50,7 @@ hold_ttl = 4.0
 sweep_interval = 0.3
 [tasks]
 workers = 4
-lease = 1.0
+lease = {lease}
 poll_interval = 0.2
 deadline = 60.0
 retention = 600.0
@@ -187,6 +189,51 @@ async def test_sigkill_mid_requests_loses_nothing(db_url: str, tmp_path: Path,
         holds = {e.transaction_id for e in entries if e.kind == "hold"}
         assert holds == set(settles) | released and not set(settles) & released
         assert len(released) >= 12  # the sync edits killed mid-flight charged nothing
+    finally:
+        await first.stop()
+        await second.stop()
+        await engine.dispose()
+
+
+async def test_sigterm_hands_running_tasks_to_the_next_server_at_once(
+        db_url: str, tmp_path: Path, upstreams: tuple[OpenAIEmulator, BflEmulator]) -> None:
+    openai, bfl = upstreams
+    bfl.steps = ("Pending",) * 5  # each job runs a few seconds
+    config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl, lease=120.0)
+    settings = load_settings(config)
+    await migrate(settings.database.url)
+    engine = create_engine(settings.database.url, null_pool=True)
+    accounts = AccountStore(sessionmaker(engine))
+    await accounts.add_credit("acme", 50_000_000)
+    key = await accounts.create_key("acme")
+    first, second = Server(config, tmp_path), Server(config, tmp_path)
+    await first.start()
+    try:
+        async with httpx.AsyncClient(base_url=first.base, headers={"Authorization": f"Bearer {key}"},
+                                     timeout=30) as client:
+            task_ids = []
+            for _ in range(2):
+                accepted = await client.post("/v1/images/edits", data={
+                    "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+                    files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+                task_ids.append(accepted.json()["id"])
+            await until(lambda: _count(lambda: len(bfl.polls) >= 2), 20, "the jobs were never polled")
+            first.proc.terminate()  # type: ignore[union-attr]
+            await asyncio.wait_for(first.proc.wait(), 20)  # type: ignore[union-attr]
+            assert len(bfl.submits) == 2
+
+            await second.start()
+            client.base_url = httpx.URL(second.base)
+
+            async def all_completed() -> bool:
+                states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
+                return states == ["completed"] * 2
+
+            await until(all_completed, 40, "the tasks waited for their 120 s leases")  # handed back, not expired
+        assert len(bfl.submits) == 2  # polled again, not resubmitted
+        s = await accounts.summary("acme")
+        assert s.held_micros == 0 and s.spent_micros > 0
+        assert s.deposits_micros == s.balance_micros + s.spent_micros
     finally:
         await first.stop()
         await second.stop()
