@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -114,7 +117,18 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+@dataclass
+class Stack:
+    """The upstream emulator and `imagegate serve` in front of it, as the benchmarks use them."""
+
+    direct: tuple[str, dict[str, str]]  # the emulator's edits URL and auth
+    via: tuple[str, dict[str, str]]  # the gateway's edits URL and auth
+    gateway: subprocess.Popen[bytes]
+    startup: float  # seconds from launching the gateway to its first /healthz 200
+
+
+@contextlib.asynccontextmanager
+async def running_stack(latency: float = 0.0) -> AsyncIterator[Stack]:
     up_port, gw_port = free_port(), free_port()
     work = Path(tempfile.mkdtemp(prefix="imagegate-bench-"))
     config = work / "imagegate.toml"
@@ -132,19 +146,30 @@ api_key = "sk-upstream"
 models = ["gpt-image-1.5"]
 """)
     env = {**os.environ, "IMAGEGATE_CONFIG": str(config)}
-    upstream = subprocess.Popen([PYTHON, str(ROOT / "bench/openai_upstream.py"), "--port", str(up_port)])
+    upstream = subprocess.Popen([PYTHON, str(ROOT / "bench/openai_upstream.py"), "--port", str(up_port),
+                                 "--latency", str(latency)])
     key = subprocess.run([PYTHON, "-m", "imagegate.cli", "keys", "create", "--account", "bench",
                           "--credit", "1000000"], env=env, check=True, capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     gateway = subprocess.Popen([PYTHON, "-m", "imagegate.cli", "serve", "--port", str(gw_port)], env=env)
     try:
         await wait_healthy(f"http://127.0.0.1:{gw_port}/healthz", 30)
-        startup = time.perf_counter() - started
+        yield Stack(direct=(f"http://127.0.0.1:{up_port}/v1/images/edits", {"Authorization": "Bearer sk-upstream"}),
+                    via=(f"http://127.0.0.1:{gw_port}/v1/images/edits", {"Authorization": f"Bearer {key}"}),
+                    gateway=gateway, startup=time.perf_counter() - started)
+    finally:
+        for proc in (gateway, upstream):
+            proc.terminate()
+            proc.wait(10)
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    async with running_stack() as stack:
+        direct, via, gateway = stack.direct, stack.via, stack.gateway
         await asyncio.sleep(1.0)
         idle_rss = rss_mb(gateway.pid)
-        direct = (f"http://127.0.0.1:{up_port}/v1/images/edits", {"Authorization": "Bearer sk-upstream"})
-        via = (f"http://127.0.0.1:{gw_port}/v1/images/edits", {"Authorization": f"Bearer {key}"})
-        results: dict[str, object] = {"startup_to_healthz_s": round(startup, 3), "idle_rss_mb": round(idle_rss, 1)}
+        results: dict[str, object] = {"startup_to_healthz_s": round(stack.startup, 3),
+                                      "idle_rss_mb": round(idle_rss, 1)}
         for label, size, count in (("small", 2_000, args.requests), ("1MiB", 1024 * 1024, args.requests // 4)):
             body = image_bytes(size)
             await one_client(*via, body, 50)  # warm-up: connections, key cache, SQLite pages
@@ -166,10 +191,6 @@ models = ["gpt-image-1.5"]
         results["throughput_ratio"] = round(via_rps / direct_rps, 3)
         results["loaded_rss_mb"] = round(rss_mb(gateway.pid), 1)
         return results
-    finally:
-        for proc in (gateway, upstream):
-            proc.terminate()
-            proc.wait(10)
 
 
 def main() -> None:

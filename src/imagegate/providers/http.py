@@ -31,9 +31,14 @@ ErrorTranslator = Callable[[int, bytes, Mapping[str, str], str], GatewayError]
 
 
 class UpstreamSession:
-    """A keep-alive connection pool to one upstream, created inside the running loop on first use."""
+    """A keep-alive connection pool to one upstream, created inside the running loop on first use.
 
-    def __init__(self, *, timeout: float, limit: int = 512) -> None:
+    The pool has no cap by default: each request in flight holds at most its own connection, and a cap
+    would make requests over it wait a whole upstream call (often a minute for images) for a free one.
+    An upstream's own concurrency limit answers 429, which routing handles.
+    """
+
+    def __init__(self, *, timeout: float, limit: int = 0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
