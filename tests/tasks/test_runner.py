@@ -275,8 +275,9 @@ async def test_a_gateway_stopping_in_good_order_hands_its_tasks_back_at_once(bfl
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
         task_id = response.json()["id"]
+        bfl.steps = ("Pending",) * 4  # five polls, about 6 s: the leaving process cannot finish the job first
         leaving.runner.start()
-        for _ in range(200):  # until the other process has the BFL job running
+        for _ in range(500):  # until the other process has the BFL job running
             await asyncio.sleep(0.02)
             if bfl.polls:
                 break
