@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
-from pathlib import Path
 
 import aiohttp
-from edits import ROOT, form, image_bytes, pct, rss_mb, running_stack
+from edits import ROOT, form, image_bytes, pct, report, rss_mb, running_stack
 
 
 async def wave(url: str, headers: dict[str, str], body: bytes, clients: int,
@@ -84,12 +82,7 @@ def main() -> None:
     p.add_argument("--ramp", type=float, default=10.0, help="seconds over which the clients start")
     p.add_argument("--out", default=str(ROOT / "bench/results/concurrency.json"))
     args = p.parse_args()
-    results = asyncio.run(run(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    width = max(map(len, results))
-    for name, value in results.items():
-        print(f"{name:<{width}}  {value}")
+    report(asyncio.run(run(args)), args.out)
 
 
 if __name__ == "__main__":

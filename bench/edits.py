@@ -193,18 +193,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return results
 
 
+def report(results: dict[str, object], out: str) -> None:
+    """Write the results as JSON to `out` and print them, one per line."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2))
+    width = max(map(len, results))
+    for name, value in results.items():
+        print(f"{name:<{width}}  {value}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=1000, help="sequential requests per pass (small image)")
     p.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput pass")
     p.add_argument("--out", default=str(ROOT / "bench/results/edits.json"))
     args = p.parse_args()
-    results = asyncio.run(run(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    width = max(map(len, results))
-    for name, value in results.items():
-        print(f"{name:<{width}}  {value}")
+    report(asyncio.run(run(args)), args.out)
 
 
 if __name__ == "__main__":

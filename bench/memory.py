@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import time
 from pathlib import Path
 
 import aiohttp
-from edits import ROOT, running_stack
+from edits import ROOT, report, running_stack
 from PIL import Image
 
 
@@ -84,12 +83,7 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=48.0, help="approximate size of each image in MB (limit: 50)")
     p.add_argument("--out", default=str(ROOT / "bench/results/memory.json"))
     args = p.parse_args()
-    results = asyncio.run(run(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    width = max(map(len, results))
-    for name, value in results.items():
-        print(f"{name:<{width}}  {value}")
+    report(asyncio.run(run(args)), args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from imagegate.config import load_settings
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 
+Fund = Callable[[Path], Awaitable[tuple[AccountStore, str]]]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -117,6 +119,38 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, message: s
 
 
 @pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Callable[[Path], Server]]:
+    """Makes servers on a config; every one is stopped when the test ends."""
+    made: list[Server] = []
+
+    def make(config: Path) -> Server:
+        made.append(Server(config, tmp_path))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.stop()
+
+
+@pytest.fixture
+async def funded() -> AsyncIterator[Fund]:
+    """Migrates a config's database and funds account "acme"; its account store and a key."""
+    engines = []
+
+    async def fund(config: Path) -> tuple[AccountStore, str]:
+        url = load_settings(config).database.url
+        await migrate(url)
+        engines.append(create_engine(url, null_pool=True))
+        accounts = AccountStore(sessionmaker(engines[-1]))
+        await accounts.add_credit("acme", 50_000_000)
+        return accounts, await accounts.create_key("acme")
+
+    yield fund
+    for engine in engines:
+        await engine.dispose()
+
+
+@pytest.fixture
 async def upstreams() -> AsyncIterator[tuple[OpenAIEmulator, BflEmulator]]:
     async with OpenAIEmulator(api_key="sk-up", latency=1.5) as openai, \
             BflEmulator(steps=("Pending",) * 4) as bfl:
@@ -124,120 +158,100 @@ async def upstreams() -> AsyncIterator[tuple[OpenAIEmulator, BflEmulator]]:
 
 
 async def test_sigkill_mid_requests_loses_nothing(db_url: str, tmp_path: Path,
-                                                  upstreams: tuple[OpenAIEmulator, BflEmulator]) -> None:
+                                                  upstreams: tuple[OpenAIEmulator, BflEmulator],
+                                                  server: Callable[[Path], Server], funded: Fund) -> None:
     openai, bfl = upstreams
     config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl)
-    settings = load_settings(config)
-    await migrate(settings.database.url)
-    engine = create_engine(settings.database.url, null_pool=True)
-    accounts = AccountStore(sessionmaker(engine))
-    await accounts.add_credit("acme", 50_000_000)
-    key = await accounts.create_key("acme")
+    accounts, key = await funded(config)
     auth = {"Authorization": f"Bearer {key}"}
-
-    first = Server(config, tmp_path)
-    second = Server(config, tmp_path)
+    first, second = server(config), server(config)
     await first.start()
-    try:
-        async with httpx.AsyncClient(base_url=first.base, headers=auth, timeout=30) as client:
-            async def edit(model: str, run_async: bool) -> httpx.Response:
-                sizing = {} if model.startswith("flux") else {"size": "1024x1024", "quality": "low"}
-                return await client.post("/v1/images/edits", data={
-                    "model": model, "prompt": "a hat", "async": "true" if run_async else "false", **sizing},
-                    files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+    async with httpx.AsyncClient(base_url=first.base, headers=auth, timeout=30) as client:
+        async def edit(model: str, run_async: bool) -> httpx.Response:
+            sizing = {} if model.startswith("flux") else {"size": "1024x1024", "quality": "low"}
+            return await client.post("/v1/images/edits", data={
+                "model": model, "prompt": "a hat", "async": "true" if run_async else "false", **sizing},
+                files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
 
-            task_ids = []
-            for model in ["flux-kontext-pro"] * 4 + ["gpt-image-2"] * 4:
-                accepted = await edit(model, True)
-                assert accepted.status_code == 200, accepted.text
-                task_ids.append(accepted.json()["id"])
-            in_flight = [asyncio.create_task(edit("gpt-image-1.5", False)) for _ in range(12)]
-            await until(lambda: _count(lambda: len(openai.edit_requests) >= 12 and len(bfl.polls) >= 4),
-                        20, "the upstreams never saw the requests")
-            first.kill()
-            results = await asyncio.gather(*in_flight, return_exceptions=True)
-            assert all(isinstance(r, httpx.TransportError) for r in results)  # they died with the process
-        await first.proc.wait()  # type: ignore[union-attr]
-        submitted = len(bfl.submits)
-        assert submitted == 4
+        task_ids = []
+        for model in ["flux-kontext-pro"] * 4 + ["gpt-image-2"] * 4:
+            accepted = await edit(model, True)
+            assert accepted.status_code == 200, accepted.text
+            task_ids.append(accepted.json()["id"])
+        in_flight = [asyncio.create_task(edit("gpt-image-1.5", False)) for _ in range(12)]
+        await until(lambda: _count(lambda: len(openai.edit_requests) >= 12 and len(bfl.polls) >= 4),
+                    20, "the upstreams never saw the requests")
+        first.kill()
+        results = await asyncio.gather(*in_flight, return_exceptions=True)
+        assert all(isinstance(r, httpx.TransportError) for r in results)  # they died with the process
+    await first.proc.wait()  # type: ignore[union-attr]
+    submitted = len(bfl.submits)
+    assert submitted == 4
 
-        await second.start()
-        async with httpx.AsyncClient(base_url=second.base, headers=auth, timeout=30) as client:
-            async def all_ended() -> bool:
-                states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
-                return all(s in ("completed", "failed") for s in states)
+    await second.start()
+    async with httpx.AsyncClient(base_url=second.base, headers=auth, timeout=30) as client:
+        async def all_ended() -> bool:
+            states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
+            return all(s in ("completed", "failed") for s in states)
 
-            await until(all_ended, 60, "tasks did not all end after the restart")
-            tasks = [(await client.get(f"/v1/tasks/{t}")).json() for t in task_ids]
+        await until(all_ended, 60, "tasks did not all end after the restart")
+        tasks = [(await client.get(f"/v1/tasks/{t}")).json() for t in task_ids]
 
-        async def nothing_held() -> bool:
-            return (await accounts.summary("acme")).held_micros == 0
+    async def nothing_held() -> bool:
+        return (await accounts.summary("acme")).held_micros == 0
 
-        await until(nothing_held, 20, "holds of the killed requests were never released")
-        s = await accounts.summary("acme")
-        assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
-        entries = await accounts.ledger("acme")
-        settles = [e.transaction_id for e in entries if e.kind == "settle"]
-        assert len(settles) == len(set(settles))
-        assert sum(e.amount_micros for e in entries if e.kind == "settle") == s.spent_micros
-        completed = [t for t in tasks if t["status"] == "completed"]
-        assert len(completed) == len(tasks), [t.get("error") for t in tasks]  # the upstreams were healthy
-        for task in completed:
-            assert task["billing_transaction_id"] in settles and task["data"]
-        assert len(bfl.submits) == submitted  # polled again after the restart, never resubmitted
-        released = {e.transaction_id for e in entries if e.kind == "release"}
-        holds = {e.transaction_id for e in entries if e.kind == "hold"}
-        assert holds == set(settles) | released and not set(settles) & released
-        assert len(released) >= 12  # the sync edits killed mid-flight charged nothing
-    finally:
-        await first.stop()
-        await second.stop()
-        await engine.dispose()
+    await until(nothing_held, 20, "holds of the killed requests were never released")
+    s = await accounts.summary("acme")
+    assert s.deposits_micros == s.balance_micros + s.held_micros + s.spent_micros
+    entries = await accounts.ledger("acme")
+    settles = [e.transaction_id for e in entries if e.kind == "settle"]
+    assert len(settles) == len(set(settles))
+    assert sum(e.amount_micros for e in entries if e.kind == "settle") == s.spent_micros
+    completed = [t for t in tasks if t["status"] == "completed"]
+    assert len(completed) == len(tasks), [t.get("error") for t in tasks]  # the upstreams were healthy
+    for task in completed:
+        assert task["billing_transaction_id"] in settles and task["data"]
+    assert len(bfl.submits) == submitted  # polled again after the restart, never resubmitted
+    released = {e.transaction_id for e in entries if e.kind == "release"}
+    holds = {e.transaction_id for e in entries if e.kind == "hold"}
+    assert holds == set(settles) | released and not set(settles) & released
+    assert len(released) >= 12  # the sync edits killed mid-flight charged nothing
 
 
 async def test_sigterm_hands_running_tasks_to_the_next_server_at_once(
-        db_url: str, tmp_path: Path, upstreams: tuple[OpenAIEmulator, BflEmulator]) -> None:
+        db_url: str, tmp_path: Path, upstreams: tuple[OpenAIEmulator, BflEmulator],
+        server: Callable[[Path], Server], funded: Fund) -> None:
     openai, bfl = upstreams
     bfl.steps = ("Pending",) * 5  # each job runs a few seconds
     config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl, lease=120.0)
-    settings = load_settings(config)
-    await migrate(settings.database.url)
-    engine = create_engine(settings.database.url, null_pool=True)
-    accounts = AccountStore(sessionmaker(engine))
-    await accounts.add_credit("acme", 50_000_000)
-    key = await accounts.create_key("acme")
-    first, second = Server(config, tmp_path), Server(config, tmp_path)
+    accounts, key = await funded(config)
+    first, second = server(config), server(config)
     await first.start()
-    try:
-        async with httpx.AsyncClient(base_url=first.base, headers={"Authorization": f"Bearer {key}"},
-                                     timeout=30) as client:
-            task_ids = []
-            for _ in range(2):
-                accepted = await client.post("/v1/images/edits", data={
-                    "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
-                    files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
-                task_ids.append(accepted.json()["id"])
-            await until(lambda: _count(lambda: len(bfl.polls) >= 2), 20, "the jobs were never polled")
-            first.proc.terminate()  # type: ignore[union-attr]
-            await asyncio.wait_for(first.proc.wait(), 20)  # type: ignore[union-attr]
-            assert len(bfl.submits) == 2
+    async with httpx.AsyncClient(base_url=first.base, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=30) as client:
+        task_ids = []
+        for _ in range(2):
+            accepted = await client.post("/v1/images/edits", data={
+                "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+                files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+            task_ids.append(accepted.json()["id"])
+        await until(lambda: _count(lambda: len(bfl.polls) >= 2), 20, "the jobs were never polled")
+        first.proc.terminate()  # type: ignore[union-attr]
+        await asyncio.wait_for(first.proc.wait(), 20)  # type: ignore[union-attr]
+        assert len(bfl.submits) == 2
 
-            await second.start()
-            client.base_url = httpx.URL(second.base)
+        await second.start()
+        client.base_url = httpx.URL(second.base)
 
-            async def all_completed() -> bool:
-                states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
-                return states == ["completed"] * 2
+        async def all_completed() -> bool:
+            states = [(await client.get(f"/v1/tasks/{t}")).json()["status"] for t in task_ids]
+            return states == ["completed"] * 2
 
-            await until(all_completed, 40, "the tasks waited for their 120 s leases")  # handed back, not expired
-        assert len(bfl.submits) == 2  # polled again, not resubmitted
-        s = await accounts.summary("acme")
-        assert s.held_micros == 0 and s.spent_micros > 0
-        assert s.deposits_micros == s.balance_micros + s.spent_micros
-    finally:
-        await first.stop()
-        await second.stop()
-        await engine.dispose()
+        await until(all_completed, 40, "the tasks waited for their 120 s leases")  # handed back, not expired
+    assert len(bfl.submits) == 2  # polled again, not resubmitted
+    s = await accounts.summary("acme")
+    assert s.held_micros == 0 and s.spent_micros > 0
+    assert s.deposits_micros == s.balance_micros + s.spent_micros
 
 
 async def _count(check: Callable[[], bool]) -> bool:
