@@ -72,7 +72,7 @@ async def run_once(store: SqlIdempotencyStore, account_id: int, key: str | None,
     """`handle()` the request, unless `key` was seen with the same request: then the stored answer.
 
     `handle` gets a `Keep` (None without a key) so that a request that charges money can store its reply
-    with the charge; any other success is stored when `handle` returns.
+    with the charge; a success that did not is stored when `handle` returns.
     """
     if key is None:
         return await handle(None)
@@ -81,9 +81,16 @@ async def run_once(store: SqlIdempotencyStore, account_id: int, key: str | None,
         return Response(stored.body, status_code=stored.status, media_type="application/json",
                         headers={**stored.headers, "Idempotent-Replayed": "true"})
 
-    def keep(response: Response) -> Reply:
+    kept = False
+
+    def reply(response: Response) -> Reply:
         headers = {name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers}
         return Reply(account_id, key, StoredResponse(response.status_code, bytes(response.body), headers))
+
+    def keep(response: Response) -> Reply:
+        nonlocal kept
+        kept = True
+        return reply(response)
 
     try:
         response = await handle(keep)
@@ -91,7 +98,8 @@ async def run_once(store: SqlIdempotencyStore, account_id: int, key: str | None,
         await asyncio.shield(store.abandon(account_id, key))
         raise
     if 200 <= response.status_code < 300:
-        await asyncio.shield(store.finish(keep(response)))
+        if not kept:  # a charged request's reply was committed with its charge
+            await asyncio.shield(store.finish(reply(response)))
     else:
         await store.abandon(account_id, key)
     return response

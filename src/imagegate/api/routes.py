@@ -17,6 +17,7 @@ from imagegate.api.errors import json_response
 from imagegate.api.idempotency import Keep, edit_fingerprint, fingerprint, key_of, run_once
 from imagegate.api.parsing import read_edit, read_form, upload_ref
 from imagegate.core.errors import InvalidRequest, ModelNotFound, NotFound
+from imagegate.core.idempotency import Reply
 from imagegate.core.media import MIME_TYPES
 from imagegate.core.service import EditResponse
 from imagegate.core.tasks import TaskView
@@ -52,8 +53,16 @@ async def create_edit(request: Request) -> Response:
         edit = await read_edit(request, gw.settings.limits)
 
         async def handle(keep: Keep | None) -> Response:
-            reply_for = None if keep is None else lambda outcome: keep(_edit_response(outcome))
-            return _edit_response(await gw.edits.edit(caller, edit, reply_for=reply_for))
+            if keep is None:
+                return _edit_response(await gw.edits.edit(caller, edit))
+            rendered: list[Response] = []  # the reply stored with the charge is the response sent
+
+            def reply_for(outcome: EditResponse | TaskView) -> Reply:
+                rendered.append(_edit_response(outcome))
+                return keep(rendered[-1])
+
+            outcome = await gw.edits.edit(caller, edit, reply_for=reply_for)
+            return rendered[-1] if rendered else _edit_response(outcome)
 
         return await run_once(gw.idempotency, caller.account_id, key, "images.edits",
                               lambda: edit_fingerprint(edit), handle)
