@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from imagegate.config import Settings
@@ -19,6 +21,7 @@ from imagegate.db.idempotency import SqlIdempotencyStore
 
 log = logging.getLogger("imagegate.sweeper")
 _ORPHAN_MARGIN = 3600.0  # seconds past its owner's end before a blob without an owner is deleted
+_BLOB_SCAN_EVERY = 600.0  # seconds between scans of the blob store (retentions are hours to days)
 
 
 class Sweeper:
@@ -35,6 +38,7 @@ class Sweeper:
         self._discard = discard
         self._ended = ended
         self._loop: asyncio.Task[None] | None = None
+        self._blobs_scanned_at = -math.inf
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._forever(), name="sweeper")
@@ -64,7 +68,9 @@ class Sweeper:
         await self._discard(await self._tasks.purge_expired())
         await self._idempotency.purge_expired()
         await self._discard(await self._files.purge_expired())
-        await self._remove_old_blobs()
+        if time.monotonic() - self._blobs_scanned_at >= _BLOB_SCAN_EVERY:
+            await self._remove_old_blobs()
+            self._blobs_scanned_at = time.monotonic()
 
     async def _remove_old_blobs(self) -> None:
         """Images past their retention: sync results (which have no row), and blobs a crash left behind.
