@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from tests.servers import Server
 
 from imagegate.app import Gateway, build_gateway, create_app
-from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings
+from imagegate.config import DatabaseSettings, ProviderSettings, Settings, StorageSettings, load_settings
+from imagegate.db.accounts import AccountStore
+from imagegate.db.engine import create_engine, migrate, sessionmaker
 
 PG_ADMIN = os.environ.get("IMAGEGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("IMAGEGATE_REQUIRE_POSTGRES") == "1"
@@ -173,3 +176,41 @@ async def running(settings: Settings, **build: Any) -> AsyncIterator[Harness]:
 async def harness(settings: Settings) -> AsyncIterator[Harness]:
     async with running(settings) as h:
         yield h
+
+
+# --- real servers in child processes ---------------------------------------------------------------
+Fund = Callable[[Path], Awaitable[tuple[AccountStore, str]]]
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Callable[..., Server]]:
+    """Makes servers on a config (`make(config, **Server options)`); every one is stopped when the test ends."""
+    made: list[Server] = []
+
+    def make(config: Path, **options: Any) -> Server:
+        made.append(Server(config, tmp_path, **options))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.stop()
+
+
+@pytest.fixture
+async def funded() -> AsyncIterator[Fund]:
+    """Migrates a config's database and funds account "acme"; its account store and a key."""
+    engines = []
+
+    async def fund(config: Path) -> tuple[AccountStore, str]:
+        url = load_settings(config).database.url
+        await migrate(url)
+        engines.append(create_engine(url, null_pool=True))
+        accounts = AccountStore(sessionmaker(engines[-1]))
+        await accounts.add_credit("acme", 50_000_000)
+        return accounts, await accounts.create_key("acme")
+
+    yield fund
+    for engine in engines:
+        await engine.dispose()
+
+

@@ -10,32 +10,15 @@ that died with the process are released by the sweeper: deposits = balance + spe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import png_bytes
+from tests.conftest import Fund, png_bytes
 from tests.emulators.bfl_emulator import BflEmulator
 from tests.emulators.openai_emulator import OpenAIEmulator
-
-from imagegate.config import load_settings
-from imagegate.db.accounts import AccountStore
-from imagegate.db.engine import create_engine, migrate, sessionmaker
-
-Fund = Callable[[Path], Awaitable[tuple[AccountStore, str]]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import Server, until
 
 
 def write_config(path: Path, db_url: str, blobs: Path, openai: OpenAIEmulator, bfl: BflEmulator, *,
@@ -71,83 +54,6 @@ api_key = "{bfl.api_key}"
 models = ["flux-kontext-pro"]
 """)
     return path
-
-
-class Server:
-    """`imagegate serve` in a child process on a free loopback port."""
-
-    def __init__(self, config: Path, cwd: Path) -> None:
-        self.config, self.cwd = config, cwd
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "imagegate.cli", "serve", "--port", str(self.port), "--no-access-log",
-            env={**os.environ, "IMAGEGATE_CONFIG": str(self.config)}, cwd=self.cwd,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        async with httpx.AsyncClient() as client:
-            await until(lambda: _healthy(client, self.base), 30, "the server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 10)
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
-
-
-async def _healthy(client: httpx.AsyncClient, base: str) -> bool:
-    try:
-        return (await client.get(f"{base}/healthz")).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-async def until(check: Callable[[], Awaitable[bool]], seconds: float, message: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Callable[[Path], Server]]:
-    """Makes servers on a config; every one is stopped when the test ends."""
-    made: list[Server] = []
-
-    def make(config: Path) -> Server:
-        made.append(Server(config, tmp_path))
-        return made[-1]
-
-    yield make
-    for each in made:
-        await each.stop()
-
-
-@pytest.fixture
-async def funded() -> AsyncIterator[Fund]:
-    """Migrates a config's database and funds account "acme"; its account store and a key."""
-    engines = []
-
-    async def fund(config: Path) -> tuple[AccountStore, str]:
-        url = load_settings(config).database.url
-        await migrate(url)
-        engines.append(create_engine(url, null_pool=True))
-        accounts = AccountStore(sessionmaker(engines[-1]))
-        await accounts.add_credit("acme", 50_000_000)
-        return accounts, await accounts.create_key("acme")
-
-    yield fund
-    for engine in engines:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -13,6 +13,10 @@ An image is judged by its bytes, never by its name or declared Content-Type:
 Cost (measured, Pillow 13): a 64x64 image takes ~0.1 ms and is checked inline; anything over 64 KiB or
 256x256 pixels goes to a worker thread (a 1 MiB PNG ~5 ms, a 4096x4096 PNG ~200 ms), and decodes over
 4096x4096 pixels share two process-wide slots so concurrent bombs-in-waiting cannot exhaust memory.
+
+Output images (what an engine or upstream produced) get the cheap half of the check: magic bytes and the
+dimensions their header declares, which must be plausible. That refuses noise, text and truncated headers
+without decoding megapixels on every answer.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from imagegate.core.errors import ImageTooLarge, InvalidImage
-from imagegate.core.media import ImageFormat, ImageInfo, SourceImage
+from imagegate.core.media import ImageFormat, ImageInfo, OutputImage, SourceImage
 
 MAX_PIXELS = 8192 * 8192  # larger images are refused as decompression bombs (413)
 _INLINE_BYTES = 64 * 1024
@@ -166,3 +170,12 @@ async def check_image(file: BinaryIO, *, param: str, filename: str, size: int) -
     else:
         info = await asyncio.to_thread(inspect_image, file, param=param)
     return SourceImage(param=param, filename=filename, size=size, info=info, file=file)
+
+
+def output_image(data: bytes, *, b64_json: str | None = None) -> OutputImage:
+    """`data` as an OutputImage once its header names PNG, JPEG or WebP and plausible dimensions.
+
+    Raises InvalidImage (or ImageTooLarge); callers that received the bytes from an upstream translate it.
+    """
+    fmt, width, height = _probe(io.BytesIO(data), "output")
+    return OutputImage(data=data, format=fmt, width=width, height=height, b64_json=b64_json)

@@ -74,7 +74,7 @@ async def test_deployment_route_forwards_options_and_never_response_format(
     [image] = result.images
     assert image.format == "png" and image.b64_json is not None
     assert Image.open(io.BytesIO(base64.b64decode(image.b64_json))).size == (1024, 1536)
-    assert result.usage is not None and result.usage["output_tokens"] > 0  # passed through as sent
+    assert result.usage is not None and result.usage.output_tokens > 0  # passed through as sent
     assert result.cost_micros is None
 
 

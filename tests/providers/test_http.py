@@ -1,7 +1,9 @@
-"""The shared HTTP helpers: Retry-After in any form, bounded excerpts, and result downloads."""
+"""The shared HTTP helpers: Retry-After in any form, bounded excerpts, result downloads, and reading an
+upstream's answer as untrusted input (caps, compression, Base64, the output check)."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import io
 import os
@@ -14,8 +16,22 @@ import pytest
 from PIL import Image
 
 from emulators.bfl_emulator import BflEmulator
+from emulators.hostile import HostileUpstream
 from imagegate.core.errors import UpstreamError
-from imagegate.providers.http import EXCERPT_CHARS, download_image, excerpt, param_name, retry_after
+from imagegate.providers.http import (
+    ERROR_BODY_BYTES,
+    EXCERPT_CHARS,
+    UpstreamSession,
+    answer_bytes,
+    download_image,
+    excerpt,
+    image_from_b64,
+    param_name,
+    parse_json,
+    read_body,
+    read_error_body,
+    retry_after,
+)
 
 from .conftest import image_bytes
 
@@ -103,3 +119,78 @@ async def test_download_image_reads_a_large_image_whole(delivery: BflEmulator) -
         assert image.data == data
         with pytest.raises(UpstreamError, match="oversized"):  # announced too large: not read at all
             await download_image(session, url, provider="p", max_bytes=len(data) - 1)
+
+
+# --- answers as untrusted input ---------------------------------------------------------------------
+async def test_image_from_b64_decodes_and_checks() -> None:
+    png = image_bytes((40, 30))
+    text = base64.b64encode(png).decode()
+    image = await image_from_b64(text, provider="p", max_bytes=10**6)
+    assert (image.format, image.width, image.height, image.data) == ("png", 40, 30, png)
+    assert image.b64_json == text  # passed on as it came
+    wrapped = "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    again = await image_from_b64(wrapped, provider="p", max_bytes=10**6)
+    assert again.data == png and again.b64_json is None  # line-wrapped Base64 is decoded, not passed on
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "missing"), ("", "missing"), (12, "missing"), ("!!not base64!!", "not Base64"),
+    (base64.b64encode(b"<html>denied</html>").decode(), "not an image"),
+    (base64.b64encode(os.urandom(3000)).decode(), "not an image"),
+    (base64.b64encode(image_bytes((8, 8)) * 2000).decode(), "too large"),
+])
+async def test_image_from_b64_refuses(value: object, message: str) -> None:
+    with pytest.raises(UpstreamError, match=message) as caught:
+        await image_from_b64(value, provider="p", max_bytes=100_000)
+    assert caught.value.retryable
+
+
+async def test_a_large_answer_is_parsed_off_the_event_loop() -> None:
+    body = b'{"data": [{"b64_json": "' + b"A" * 2_000_000 + b'"}]}'
+    assert len((await parse_json(body, "p"))["data"][0]["b64_json"]) == 2_000_000
+    with pytest.raises(UpstreamError, match="unreadable"):
+        await parse_json(b"[1, 2]", "p")
+
+
+def test_answer_cap_counts_base64_and_room_for_json() -> None:
+    assert answer_bytes(1, 3) == 4 + 1024 * 1024
+    assert answer_bytes(3, 4 * 1024 * 1024) == 3 * (-(-4 * 1024 * 1024 // 3) * 4) + 1024 * 1024
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileUpstream]:
+    async with HostileUpstream() as up:
+        yield up
+
+
+@pytest.mark.parametrize(("behaviour", "message"), [("gzip_bomb", "compressed"), ("huge_length", "oversized"),
+                                                    ("endless", "oversized")])
+async def test_read_body_refuses_what_it_cannot_hold(hostile: HostileUpstream, behaviour: str, message: str) -> None:
+    hostile.behaviour = behaviour
+    session = UpstreamSession(timeout=5.0)
+    try:
+        async with session.get().post(f"{hostile.base_url}/images/edits", data=b"{}") as response:
+            with pytest.raises(UpstreamError, match=message):
+                await read_body(response, max_bytes=4 * 1024 * 1024, provider="p")
+    finally:
+        await session.aclose()
+    assert hostile.requests[0].headers["Accept-Encoding"] == "identity"
+    assert hostile.sent_bytes < 64 * 1024 * 1024  # the reader stopped (what is left sat in socket buffers)
+
+
+async def test_an_error_body_is_read_only_so_far(hostile: HostileUpstream) -> None:
+    hostile.fail_next(500, "x" * (10 * ERROR_BODY_BYTES), on=None)
+    session = UpstreamSession(timeout=5.0)
+    try:
+        async with session.get().post(f"{hostile.base_url}/images/edits", data=b"{}") as response:
+            assert len(await read_error_body(response)) == ERROR_BODY_BYTES
+    finally:
+        await session.aclose()
+
+
+@pytest.mark.parametrize("behaviour", ["random_b64", "not_b64", "gzip_bomb", "endless", "reset_mid_body"])
+async def test_download_image_refuses_hostile_results(hostile: HostileUpstream, behaviour: str) -> None:
+    hostile.behaviour = behaviour
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        with pytest.raises(UpstreamError):
+            await download_image(session, hostile.sample_url(), provider="p", max_bytes=2 * 1024 * 1024)

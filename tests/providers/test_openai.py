@@ -15,7 +15,8 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
-from imagegate.providers.openai import OpenAIProvider, translate_error
+from imagegate.core.usage import TokenUsage
+from imagegate.providers.openai import OpenAIProvider, parse_usage, translate_error
 
 from .conftest import JobFactory, SourceFactory
 
@@ -50,7 +51,7 @@ async def test_one_source_options_and_headers(openai: OpenAIProvider, emu: OpenA
     assert [o.format for o in result.images] == ["webp", "webp"]
     assert result.echo == {"background": "opaque", "output_format": "webp", "quality": "low",
                            "size": "1024x1536"}
-    assert result.usage is not None and result.usage["output_tokens"] > 0
+    assert result.usage is not None and result.usage.output_tokens > 0
 
 
 async def test_several_sources_go_as_image_array(openai: OpenAIProvider, emu: OpenAIEmulator,
@@ -173,3 +174,30 @@ def test_vendor_code_and_param_are_bounded() -> None:
     body = b'{"error": {"message": "m", "type": "t", "param": "' + b"p" * 500 + b'", "code": "' + b"c" * 500 + b'"}}'
     error = translate_error(400, body, {}, "oa")
     assert isinstance(error, InvalidRequest) and error.param is None and len(error.message) < 120
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, None),
+    ({"input_tokens": 50, "output_tokens": 272, "total_tokens": 322},
+     TokenUsage(input_tokens=50, output_tokens=272)),
+    ({"input_tokens": 50, "output_tokens": 272, "input_tokens_details": {"text_tokens": 10, "image_tokens": 40,
+                                                                         "cached_tokens": 5},
+      "output_tokens_details": {"image_tokens": 200, "text_tokens": 72}},
+     TokenUsage(50, 272, text_in=10, image_in=40, cached_in=5, text_out=72, image_out=200)),
+    ({"input_tokens": "50", "output_tokens": 272}, None),
+    ({"input_tokens": 50, "output_tokens": True}, None),
+    ({"input_tokens": -1, "output_tokens": 272}, None),
+    ({"input_tokens": 50, "output_tokens": 10**12}, None),
+    ({"input_tokens": 50, "output_tokens": 1.5}, None),
+    ({"input_tokens": 50, "output_tokens": 2, "input_tokens_details": "lots"}, None),
+    ({"input_tokens": 50, "output_tokens": 2, "input_tokens_details": {"text_tokens": [1]}}, None),
+    ("tokens", None),
+])
+def test_usage_is_parsed_into_checked_counts(raw: object, expected: TokenUsage | None) -> None:
+    assert parse_usage(raw) == expected
+
+
+def test_checked_usage_is_shown_in_openai_shape() -> None:
+    usage = TokenUsage(50, 272, text_in=10, image_in=40)
+    assert usage.to_json() == {"total_tokens": 322, "input_tokens": 50, "output_tokens": 272,
+                               "input_tokens_details": {"text_tokens": 10, "image_tokens": 40}}

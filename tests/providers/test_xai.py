@@ -75,11 +75,11 @@ async def test_four_sources_are_refused_before_sending(xai: XaiProvider, emu: Xa
     assert emu.requests == []
 
 
-async def test_cost_ticks_become_micros_and_usage_passes_through(xai: XaiProvider, emu: XaiEmulator,
-                                                                 source: SourceFactory,
-                                                                 make_job: JobFactory) -> None:
+async def test_cost_ticks_become_micros_and_stay_with_the_gateway(xai: XaiProvider, emu: XaiEmulator,
+                                                                   source: SourceFactory,
+                                                                   make_job: JobFactory) -> None:
     result = await xai.edit(make_job([await source()], model="grok-imagine-image"))
-    assert result.usage == {"cost_in_usd_ticks": 220_000_000}  # $0.02 per output + $0.002 per input
+    assert result.usage is None  # xAI's own cost is what the gateway pays, not token usage to show
     assert result.cost_micros == 22_000
     emu.cost_ticks = 12_345  # not a whole micro-dollar: rounded up
     assert (await xai.edit(make_job([await source()], model="grok-imagine-image"))).cost_micros == 2
@@ -87,7 +87,9 @@ async def test_cost_ticks_become_micros_and_usage_passes_through(xai: XaiProvide
 
 @pytest.mark.parametrize(("usage", "micros"), [({"cost_in_usd_ticks": 10_000_000_000}, 1_000_000),
                                                ({"cost_in_usd_ticks": 1}, 1), ({"cost_in_usd_ticks": 0}, 0),
-                                               ({}, None), (None, None), ({"cost_in_usd_ticks": "x"}, None)])
+                                               ({}, None), (None, None), ({"cost_in_usd_ticks": "x"}, None),
+                                               ({"cost_in_usd_ticks": -5}, None), ({"cost_in_usd_ticks": True}, None),
+                                               ({"cost_in_usd_ticks": 10**30}, None)])
 def test_cost_micros(usage: object, micros: int | None) -> None:
     assert cost_micros(usage) == micros
 

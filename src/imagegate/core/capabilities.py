@@ -8,6 +8,10 @@ from typing import Any
 
 from imagegate.core.pricing import Price, price_from_mapping
 
+DEFAULT_MAX_OUTPUT_PIXELS = 4096 * 4096
+_BYTES_PER_PIXEL = 4  # RGBA: more than any PNG, JPEG or WebP of the same pixels takes, bar a small header
+_OUTPUT_SLACK = 1024 * 1024  # metadata, ICC profiles, container overhead
+
 
 @dataclass(frozen=True, slots=True)
 class SizeGrid:
@@ -57,6 +61,14 @@ class ModelSpec:
     size_grid: SizeGrid | None = None
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_prompt: int = 32000
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS  # the largest image the model makes
+
+    def output_bytes(self, size: tuple[int, int] | None) -> int:
+        """The most bytes one output image can legitimately take: four a pixel of the requested size (of
+        the largest the model makes when none is sent), plus room for metadata. Upstream answers and
+        downloads are read no further than what this allows."""
+        pixels = self.max_output_pixels if size is None else min(size[0] * size[1], self.max_output_pixels)
+        return pixels * _BYTES_PER_PIXEL + _OUTPUT_SLACK
 
     def describe(self) -> dict[str, Any]:
         """The capabilities as listed by GET /v1/models."""
@@ -101,4 +113,5 @@ def spec_from_mapping(model_id: str, raw: Mapping[str, Any],
         size_grid=SizeGrid(**grid) if grid else None,
         values=values,
         max_prompt=int(raw.get("max_prompt", 32000)),
+        max_output_pixels=int(raw.get("max_output_pixels", DEFAULT_MAX_OUTPUT_PIXELS)),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from imagegate.core.media import OutputImage, SourceImage
+from imagegate.core.usage import TokenUsage
 
 ResponseFormat = Literal["url", "b64_json"]
 
@@ -70,14 +71,19 @@ class EditJob:
     mask: SourceImage | None
     options: Mapping[str, Any]
     response_format: ResponseFormat
+    max_output_bytes: int = 64 * 1024 * 1024  # the most one output image may take (ModelSpec.output_bytes)
 
 
 @dataclass(frozen=True, slots=True)
 class EditResult:
-    """What a provider returns. `usage` is passed through to the client as the upstream reported it."""
+    """What a provider returns, every value checked by the adapter that read it from the upstream.
+
+    `usage` is shown to the client and prices token-priced models; None when the upstream reported none or
+    nothing usable (see Price.actual for the charge then).
+    """
 
     images: Sequence[OutputImage]
-    usage: Mapping[str, Any] | None = None
+    usage: TokenUsage | None = None
     created: int | None = None
     echo: Mapping[str, Any] = field(default_factory=dict)  # background, output_format, quality, size
     cost_micros: int | None = None  # set when the upstream reports its own cost

@@ -50,11 +50,19 @@ class SourceImage:
 
 @dataclass(frozen=True, slots=True)
 class OutputImage:
-    """One image an engine or upstream produced, as raw bytes or as the Base64 text it arrived in.
+    """One image an engine or upstream produced, after the output check read its format and dimensions from
+    its header (see imaging.output_image). `b64_json` keeps the Base64 text it arrived in, if any, so that
+    it can be passed on without encoding it again.
 
     Providers whose upstream answers with (ephemeral) URLs download them before returning.
     """
 
+    data: bytes
+    format: ImageFormat
+    width: int
+    height: int
     b64_json: str | None = None
-    data: bytes | None = None
-    format: ImageFormat = "png"
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_TYPES[self.format]

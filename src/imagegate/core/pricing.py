@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from imagegate.core.usage import TokenUsage
+
 MICROS_PER_USD = 1_000_000
 
 # Output image tokens of GPT Image models per quality at 1024x1024; other sizes scale with pixels.
@@ -72,8 +74,11 @@ class Price:
         return self._per_output(c)
 
     # --- actual cost, from what the upstream reported -----------------------------------------------
-    def actual(self, c: CostInputs, usage: Mapping[str, Any] | None) -> int:
-        if self.kind == "tokens" and usage:
+    def actual(self, c: CostInputs, usage: TokenUsage | None) -> int:
+        """The cost of a finished job. Token-priced models are charged from the upstream's token counts;
+        without usable counts (none reported, or not numbers), from the price table: the output tokens of
+        the requested size and quality, as `estimate` prices them, with no input tokens."""
+        if self.kind == "tokens" and usage is not None:
             return self._from_usage(usage)
         return self._per_output(c)
 
@@ -98,21 +103,18 @@ class Price:
             return self.estimate(CostInputs(c.n, c.prompt_chars, (), c.size, c.quality))
         return 0
 
-    def _from_usage(self, usage: Mapping[str, Any]) -> int:
-        details_in = usage.get("input_tokens_details") or {}
-        details_out = usage.get("output_tokens_details") or {}
-        text_in = int(details_in.get("text_tokens", 0) or 0)
-        image_in = int(details_in.get("image_tokens", 0) or 0)
-        if not details_in:
-            image_in = int(usage.get("input_tokens", 0) or 0)
-        cached = int(details_in.get("cached_tokens", 0) or 0)
+    def _from_usage(self, usage: TokenUsage) -> int:
+        if usage.text_in is None and usage.image_in is None:  # no breakdown: all input counts as image input
+            text_in, image_in = 0, usage.input_tokens
+        else:
+            text_in, image_in = usage.text_in or 0, usage.image_in or 0
+        cached = usage.cached_in or 0
         text_cached = min(cached, text_in)
         image_cached = min(cached - text_cached, image_in)
-        if details_out:
-            image_out = int(details_out.get("image_tokens", 0) or 0)
-            text_out = int(details_out.get("text_tokens", 0) or 0)
+        if usage.image_out is None and usage.text_out is None:
+            image_out, text_out = usage.output_tokens, 0
         else:
-            image_out, text_out = int(usage.get("output_tokens", 0) or 0), 0
+            image_out, text_out = usage.image_out or 0, usage.text_out or 0
         return self._tokens(text_in=text_in - text_cached, text_cached=text_cached,
                             image_in=image_in - image_cached, image_cached=image_cached,
                             image_out=image_out, text_out=text_out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
@@ -16,14 +17,16 @@ from imagegate.core.catalog import Catalog, Route
 from imagegate.core.edits import EditJob, EditRequest, EditResult
 from imagegate.core.errors import UpstreamError
 from imagegate.core.idempotency import Reply
-from imagegate.core.media import MIME_TYPES, OutputImage, SourceImage
+from imagegate.core.media import OutputImage, SourceImage
 from imagegate.core.ports import BlobStore, ImageResolver, Ledger, ResumableProvider, TaskStore
 from imagegate.core.pricing import CostInputs
 from imagegate.core.routing import Router
 from imagegate.core.tasks import StoredInput, TaskInput, TaskView, UpstreamJob, new_task_id
+from imagegate.core.usage import TokenUsage
 from imagegate.core.validation import check_images, check_request, parse_size
 
 log = logging.getLogger("imagegate.edits")
+_INLINE_ENCODE_BYTES = 256 * 1024  # larger outputs are Base64-encoded on a worker thread
 _HOLD_GRACE = 300.0  # seconds a task's hold outlives the task's deadline before the sweeper may release it
 
 
@@ -31,7 +34,7 @@ _HOLD_GRACE = 300.0  # seconds a task's hold outlives the task's deadline before
 class EditResponse:
     created: int
     data: list[dict[str, str]]
-    usage: Any
+    usage: TokenUsage | None
     billing_transaction_id: str
     echo: dict[str, Any]
 
@@ -39,7 +42,7 @@ class EditResponse:
         out: dict[str, Any] = {"created": self.created, "data": self.data}
         out.update(self.echo)
         if self.usage is not None:
-            out["usage"] = self.usage
+            out["usage"] = self.usage.to_json()
         out["billing_transaction_id"] = self.billing_transaction_id
         return out
 
@@ -91,7 +94,7 @@ class EditService:
                                size=size, quality=options.get("quality"))
             job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=request.prompt,
                           n=request.n, images=images, mask=mask, options=options,
-                          response_format=request.response_format)
+                          response_format=request.response_format, max_output_bytes=spec.output_bytes(size))
             if request.run_async:
                 return await self._accept(caller, spec, job, costs, reply_for)
             return await self._run_now(caller, spec, job, costs, reply_for)
@@ -104,14 +107,15 @@ class EditService:
         hold_id = await self._ledger.hold(caller, spec.price.estimate(costs), model=spec.id)
         try:
             result = await self.execute(spec, job, deadline=self._router.clock() + self._request_timeout)
+            cost = self.cost(spec, costs, result)
             data = await self._deliver(result.images, job.response_format)
+            response = EditResponse(created=result.created or int(time.time()), data=data, usage=result.usage,
+                                    billing_transaction_id=hold_id, echo=dict(result.echo))
+            reply = reply_for(response) if reply_for is not None else None
         except BaseException:
             await self._ledger.release(hold_id)
             raise
-        response = EditResponse(created=result.created or int(time.time()), data=data, usage=result.usage,
-                                billing_transaction_id=hold_id, echo=dict(result.echo))
-        await self._ledger.settle(hold_id, self.cost(spec, costs, result),
-                                  reply=reply_for(response) if reply_for is not None else None)
+        await self._ledger.settle(hold_id, cost, reply=reply)
         return response
 
     async def _accept(self, caller: Caller, spec: ModelSpec, job: EditJob, costs: CostInputs,
@@ -177,8 +181,7 @@ class EditService:
 
     async def _deliver(self, outputs: Sequence[OutputImage], response_format: str) -> list[dict[str, str]]:
         if response_format == "b64_json":
-            return [{"b64_json": o.b64_json if o.b64_json is not None
-                     else base64.b64encode(o.data or b"").decode()} for o in outputs]
+            return [{"b64_json": await _b64(o)} for o in outputs]
         return (await self.deliver_urls(outputs))[0]
 
     async def deliver_urls(self, outputs: Sequence[OutputImage]) -> tuple[list[dict[str, str]], list[str]]:
@@ -194,9 +197,8 @@ class EditService:
 
     async def store_output(self, output: OutputImage) -> str:
         """Put one output image in the blob store under an unguessable key; return the key."""
-        data = output.data if output.data is not None else base64.b64decode(output.b64_json or "")
         key = f"outputs/{secrets.token_urlsafe(24)}.{output.format}"
-        await self._blobs.put(key, data, MIME_TYPES[output.format])
+        await self._blobs.put(key, output.data, output.mime_type)
         return key
 
     async def discard(self, keys: Sequence[str]) -> None:
@@ -206,3 +208,14 @@ class EditService:
                 await self._blobs.delete(key)
             except Exception:
                 log.warning("could not delete blob %s", key, exc_info=True)
+
+
+async def _b64(output: OutputImage) -> str:
+    """The image as Base64 text: as it arrived when it came so, else encoded (large ones on a worker thread)."""
+    if output.b64_json is not None:
+        return output.b64_json
+
+    def encode() -> str:
+        return base64.b64encode(output.data).decode("ascii")
+
+    return encode() if len(output.data) <= _INLINE_ENCODE_BYTES else await asyncio.to_thread(encode)

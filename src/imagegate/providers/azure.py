@@ -63,8 +63,8 @@ class AzureProvider:
                                  code="unsupported_output_format")
         deployment = self.deployment(job)
         form = edit_form(job, model=deployment if self._v1 else None, ask_b64=False)
-        return await post_edit(self._session.get(), self.url(deployment), form, self._headers, provider=self._name,
-                               default_format=output_format)
+        return await post_edit(self._session.get(), self.url(deployment), form, self._headers, job=job,
+                               provider=self._name)
 
     async def aclose(self) -> None:
         await self._session.aclose()

@@ -39,6 +39,7 @@ from imagegate.core.errors import (
 from imagegate.core.media import ImageFormat
 from imagegate.core.validation import parse_size
 from imagegate.providers.http import (
+    MAX_RESULT_BYTES,
     UpstreamSession,
     b64encode,
     download_image,
@@ -48,6 +49,7 @@ from imagegate.providers.http import (
     json_object,
     param_name,
     post,
+    read_body,
     retry_after,
 )
 
@@ -56,6 +58,10 @@ MICROS_PER_CREDIT = 10_000  # 1 credit = $0.01
 PENDING_STATUSES = frozenset({"Pending", "Reasoning", "Generating"})
 MODERATED_STATUSES = {"Request Moderated": "input", "Content Moderated": "output"}
 _MAX_POLL_FAILURES = 5  # consecutive transient failures while polling before giving up
+_STATE_BYTES = 1024 * 1024  # most a submit or poll answer (a small JSON object) may take
+_MAX_CREDITS = 100_000.0  # $1,000: more is not a real price for one image
+_MAX_ID_CHARS = 256
+_MAX_URL_CHARS = 4096
 _PARAMS = {"prompt": "prompt", "seed": "seed", "aspect_ratio": "aspect_ratio", "output_format": "output_format",
            "width": "size", "height": "size"}
 
@@ -131,8 +137,9 @@ async def submit_body(job: EditJob, index: int = 0) -> dict[str, Any]:
 
 
 def _credits(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 \
-        else None
+    """A cost in credits as BFL reported it, when it is a plausible number; None otherwise."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        and 0 <= value <= _MAX_CREDITS else None
 
 
 def translate_error(status: int, body: bytes, headers: Mapping[str, str], provider: str) -> GatewayError:
@@ -206,7 +213,7 @@ class BflProvider:
                     for j in state["jobs"]]
         except (KeyError, TypeError) as exc:
             raise UpstreamError(f"The saved state of a '{self._name}' job is unreadable.") from exc
-        results = await gather_all(self.poll(j) for j in jobs)
+        results = await gather_all(self.poll(j, max_bytes=job.max_output_bytes) for j in jobs)
         costs = [r.cost_micros for r in results]
         return EditResult(images=[image for r in results for image in r.images], created=int(time.time()),
                           echo=results[0].echo,
@@ -218,20 +225,22 @@ class BflProvider:
         url = f"{self._base}/v1/{quote(job.upstream_model, safe='')}"
         headers = {**self._headers, "Content-Type": "application/json"}
         body = await post(self._session.get(), url, data=data, headers=headers, provider=self._name,
-                          translate=translate_error)
+                          translate=translate_error, max_bytes=_STATE_BYTES)
         parsed = json_object(body) or {}
         task_id, polling_url = parsed.get("id"), parsed.get("polling_url")
-        if not isinstance(task_id, str) or not isinstance(polling_url, str) or not polling_url:
-            raise UpstreamError(f"The provider '{self._name}' accepted the task but gave no polling URL.")
+        if not isinstance(task_id, str) or not 0 < len(task_id) <= _MAX_ID_CHARS \
+                or not isinstance(polling_url, str) or not 0 < len(polling_url) <= _MAX_URL_CHARS:
+            raise UpstreamError(f"The provider '{self._name}' accepted the task but gave no polling URL (or no "
+                                "usable task id).")
         if not _same_site(self._base, polling_url):
             raise UpstreamError(f"The provider '{self._name}' named a polling URL on a foreign host; the "
                                 "gateway will not send its key there.")
         return BflJob(id=task_id, polling_url=polling_url, cost=_credits(parsed.get("cost")))
 
-    async def poll(self, bfl_job: BflJob) -> EditResult:
-        """Follow a submitted task to its end; download the result at once and return it.
+    async def poll(self, bfl_job: BflJob, *, max_bytes: int = MAX_RESULT_BYTES) -> EditResult:
+        """Follow a submitted task to its end; download the result (at most `max_bytes`) at once and return it.
 
-        The image's format is read from its bytes: bytes that are not PNG, JPEG or WebP are refused.
+        The image passes the output check: bytes that are not a PNG, JPEG or WebP image are refused.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._poll_timeout
@@ -256,11 +265,11 @@ class BflProvider:
             await asyncio.sleep(delay)
         result = state.get("result")
         sample = result.get("sample") if isinstance(result, dict) else None
-        if not isinstance(sample, str) or not sample:
+        if not isinstance(sample, str) or not 0 < len(sample) <= _MAX_URL_CHARS:
             raise UpstreamError(f"The provider '{self._name}' reported task {bfl_job.id} ready without a result.")
         # The signed sample expires (ten minutes), so it is fetched now; never with the key, and not
         # retryable elsewhere: the task is done and billed.
-        image = await download_image(self._session.get(), sample, provider=self._name,
+        image = await download_image(self._session.get(), sample, provider=self._name, max_bytes=max_bytes,
                                      client_timeout=self._request_timeout, retries=2, pause=self._schedule)
         credits = _credits(state.get("cost"))
         credits = bfl_job.cost if credits is None else credits
@@ -274,9 +283,10 @@ class BflProvider:
             try:
                 async with self._session.get().get(bfl_job.polling_url, headers=self._headers,
                                                    timeout=self._request_timeout) as response:
-                    body = await response.read()
                     status = response.status
-            except (aiohttp.ClientError, TimeoutError):
+                    body = await read_body(response, max_bytes=_STATE_BYTES, provider=self._name) \
+                        if status == 200 else b""
+            except (aiohttp.ClientError, TimeoutError, UpstreamError):  # UpstreamError: an unusable answer
                 status, body = 0, b""
             if status == 200:
                 if (parsed := json_object(body)) is not None:

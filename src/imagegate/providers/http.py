@@ -1,5 +1,12 @@
 """What every HTTP provider shares: one pooled aiohttp session, posting a request and reading its answer,
-Retry-After, bounded excerpts of vendor text, and downloading a result image from a signed URL."""
+Retry-After, bounded excerpts of vendor text, and downloading a result image from a signed URL.
+
+An upstream's answer is read as untrusted input. The gateway asks for it uncompressed and refuses one that
+comes compressed anyway (a small gzip body can inflate to gigabytes); it reads a body no further than a
+cap derived from what the answer can legitimately hold (a declared Content-Length over the cap is refused
+before any byte is read); an error answer is read to 64 KiB at most; large JSON is parsed, and Base64
+decoded, on a worker thread; and every image passes the output check before anyone sees it.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +21,15 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
-from imagegate.core.errors import GatewayError, UpstreamError, UpstreamTimeout
+from imagegate.core.errors import GatewayError, ImageTooLarge, InvalidImage, UpstreamError, UpstreamTimeout
 from imagegate.core.media import OutputImage, SourceImage
-from imagegate.imaging import sniff_format
+from imagegate.imaging import output_image
 
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # largest result image downloaded from an upstream
+ERROR_BODY_BYTES = 64 * 1024  # an error answer is read this far; the rest is left unread
+JSON_OVERHEAD_BYTES = 1024 * 1024  # room in an answer for what is not image data (JSON, text, usage)
 EXCERPT_CHARS = 200  # most characters of a vendor's message quoted back to a client
-_INLINE_BYTES = 256 * 1024  # smaller sources are Base64-encoded on the event loop
+_INLINE_BYTES = 256 * 1024  # smaller sources are Base64-encoded, and answers parsed, on the event loop
 _CHUNK = 256 * 1024
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -48,7 +57,8 @@ class UpstreamSession:
             connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=60, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                                   trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-                                                  auto_decompress=True, skip_auto_headers=("User-Agent",))
+                                                  auto_decompress=False, skip_auto_headers=("User-Agent",),
+                                                  headers={"Accept-Encoding": "identity"})
         return self._session
 
     async def aclose(self) -> None:
@@ -64,20 +74,78 @@ def transport_error(exc: BaseException, provider: str) -> UpstreamError:
 
 
 async def post(session: aiohttp.ClientSession, url: str, *, data: Any, headers: Mapping[str, str], provider: str,
-               translate: ErrorTranslator) -> bytes:
-    """POST `data` and return the body of a 200 answer.
+               translate: ErrorTranslator, max_bytes: int) -> bytes:
+    """POST `data` and return the body of a 200 answer, read to at most `max_bytes` (see `read_body`).
 
-    Any other status becomes `translate(status, body, headers, provider)`; a connection failure or
-    timeout becomes `transport_error`.
+    Any other status becomes `translate(status, body, headers, provider)`, with at most ERROR_BODY_BYTES of
+    its body; a connection failure or timeout becomes `transport_error`.
     """
     try:
         async with session.post(url, data=data, headers=headers) as response:
-            body = await response.read()
             if response.status != 200:
-                raise translate(response.status, body, response.headers, provider)
-            return body
+                raise translate(response.status, await read_error_body(response), response.headers, provider)
+            return await read_body(response, max_bytes=max_bytes, provider=provider)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise transport_error(exc, provider) from exc
+
+
+async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, provider: str,
+                    retryable: bool = True) -> bytes:
+    """The whole body of an answer, refused (UpstreamError) when it is compressed or longer than `max_bytes`.
+
+    A declared Content-Length over the cap is refused before anything is read; an undeclared length is
+    counted as the bytes arrive, so at most `max_bytes` (plus one network read) is ever held.
+    """
+    if _compressed(response):
+        raise UpstreamError(f"The provider '{provider}' sent a compressed answer the gateway did not ask for.",
+                            retryable=retryable)
+    oversized = UpstreamError(f"The provider '{provider}' sent an oversized answer: more than the {max_bytes:,} "
+                              "bytes this request can produce.", retryable=retryable)
+    if (response.content_length or 0) > max_bytes:
+        raise oversized
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            raise oversized
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
+    """Up to ERROR_BODY_BYTES of an error answer (empty when it came compressed): enough for its JSON."""
+    if _compressed(response):
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        chunks.append(chunk[: ERROR_BODY_BYTES - size])
+        size += len(chunks[-1])
+        if size >= ERROR_BODY_BYTES:
+            break
+    return b"".join(chunks)
+
+
+def _compressed(response: aiohttp.ClientResponse) -> bool:
+    return response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+
+
+def answer_bytes(n: int, image_bytes: int) -> int:
+    """The most an answer carrying `n` images as Base64 text can legitimately take."""
+    return n * base64_length(image_bytes) + JSON_OVERHEAD_BYTES
+
+
+def base64_length(size: int) -> int:
+    return -(-size // 3) * 4
+
+
+async def parse_json(body: bytes, provider: str) -> dict[str, Any]:
+    """The answer as a JSON object (parsed on a worker thread when large); `unreadable` otherwise."""
+    parsed = json_object(body) if len(body) <= _INLINE_BYTES else await asyncio.to_thread(json_object, body)
+    if parsed is None:
+        raise unreadable(provider)
+    return parsed
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:
@@ -162,11 +230,10 @@ async def download_image(session: aiohttp.ClientSession, url: str, *, provider: 
     """A result image from a signed, short-lived URL, fetched without the provider's credentials.
 
     Transient failures (no answer, 408, 429, 5xx) are tried again up to `retries` times, `pause(attempt)`
-    seconds apart; any other status, a body over `max_bytes`, or bytes that are not PNG, JPEG or WebP fail
-    at once. `retryable` marks the errors raised: whether another route may still succeed (not when the
-    upstream has already billed the work).
+    seconds apart; any other status, a compressed body or one over `max_bytes`, or bytes that fail the
+    output check fail at once. `retryable` marks the errors raised: whether another route may still
+    succeed (not when the upstream has already billed the work).
     """
-    oversized = UpstreamError(f"The provider '{provider}' returned an oversized image.", retryable=retryable)
     data: bytes | None = None
     status = 0
     for attempt in range(retries + 1):
@@ -176,14 +243,7 @@ async def download_image(session: aiohttp.ClientSession, url: str, *, provider: 
             async with session.get(url, timeout=client_timeout) as response:
                 status = response.status
                 if status == 200:
-                    if (response.content_length or 0) > max_bytes:
-                        raise oversized
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(_CHUNK):
-                        body += chunk
-                        if len(body) > max_bytes:
-                            raise oversized
-                    data = bytes(body)
+                    data = await read_body(response, max_bytes=max_bytes, provider=provider, retryable=retryable)
         except (aiohttp.ClientError, TimeoutError):
             status = 0
         if data is not None or not is_transient(status):
@@ -192,8 +252,43 @@ async def download_image(session: aiohttp.ClientSession, url: str, *, provider: 
         how = f"HTTP {status}" if status else "no answer"
         raise UpstreamError(f"The provider '{provider}' result could not be downloaded ({how}); its signed URL "
                             "may have expired.", retryable=retryable)
-    fmt = sniff_format(data[:12])
-    if fmt is None:
+    return checked_image(data, provider=provider, retryable=retryable)
+
+
+def checked_image(data: bytes, *, provider: str, retryable: bool = True, b64_json: str | None = None) -> OutputImage:
+    """An upstream's image bytes through the output check; anything else is the upstream's error."""
+    try:
+        return output_image(data, b64_json=b64_json)
+    except (InvalidImage, ImageTooLarge):
         raise UpstreamError(f"The provider '{provider}' returned something that is not an image.",
+                            retryable=retryable) from None
+
+
+async def image_from_b64(value: Any, *, provider: str, max_bytes: int, retryable: bool = True) -> OutputImage:
+    """A Base64 image from an upstream's answer: decoded (on a worker thread when large) and checked.
+
+    Text that is not Base64, decodes to more than `max_bytes`, or is not an image, is the upstream's error.
+    """
+    if not isinstance(value, str) or not value or len(value) > base64_length(max_bytes) + 4096:
+        raise UpstreamError(f"The provider '{provider}' returned an image that is missing or too large.",
                             retryable=retryable)
-    return OutputImage(data=data, format=fmt)
+    data = _b64decode(value) if len(value) <= _INLINE_BYTES else await asyncio.to_thread(_b64decode, value)
+    if data is None:
+        raise UpstreamError(f"The provider '{provider}' returned image data that is not Base64.",
+                            retryable=retryable)
+    exact = base64_length(len(data)) == len(value)  # no line breaks: the text can be passed on as it is
+    return checked_image(data, provider=provider, retryable=retryable, b64_json=value if exact else None)
+
+
+def _b64decode(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        pass
+    compact = "".join(text.split())  # line-wrapped Base64 (MIME style) is still Base64
+    if compact == text:
+        return None
+    try:
+        return base64.b64decode(compact, validate=True)
+    except ValueError:
+        return None

@@ -7,9 +7,10 @@ import time
 
 from imagegate.core.edits import EditJob, EditResult
 from imagegate.core.errors import InvalidRequest
-from imagegate.core.media import ImageFormat, OutputImage
+from imagegate.core.media import ImageFormat
 from imagegate.core.validation import parse_size
 from imagegate.engine import UnsupportedPrompt, edit_images
+from imagegate.imaging import output_image
 
 
 class LocalProvider:
@@ -35,7 +36,7 @@ class LocalProvider:
                 raise InvalidRequest(
                     "The local-edit engine did not understand the prompt. It understands: "
                     + ", ".join(exc.understood) + ".", param="prompt", code="unsupported_prompt") from None
-        return EditResult(images=[OutputImage(data=data, format=fmt) for data in outputs],
+        return EditResult(images=[output_image(data) for data in outputs],
                           created=int(time.time()), echo={"output_format": fmt})
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ client sent and the model takes are forwarded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,17 +21,22 @@ from imagegate.core.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from imagegate.core.media import ImageFormat, OutputImage
+from imagegate.core.usage import TokenUsage
 from imagegate.providers.http import (
     UpstreamSession,
+    answer_bytes,
     excerpt,
+    gather_all,
+    image_from_b64,
     json_object,
     param_name,
+    parse_json,
     post,
     retry_after,
-    unreadable,
 )
 from imagegate.providers.multipart import FilePart, MultipartBody, build_multipart
+
+log = logging.getLogger("imagegate.providers.openai")
 
 # Models that answer with a URL unless asked for Base64; the gateway always asks for Base64.
 _RESPONSE_FORMAT_MODELS = frozenset({"dall-e-2"})
@@ -67,20 +73,57 @@ def _form_value(value: Any) -> str:
     return str(value)
 
 
-def parse_images_response(body: Mapping[str, Any], default_format: ImageFormat) -> EditResult:
-    """An ImagesResponse as an EditResult; `usage` and the echo fields pass through unchanged."""
-    fmt = body.get("output_format") or default_format
-    if fmt not in ("png", "jpeg", "webp"):
-        fmt = default_format
+_MAX_TOKENS = 10**9  # a count above this is not a real answer
+
+
+def parse_usage(raw: Any) -> TokenUsage | None:
+    """An ImagesUsage object as TokenUsage; None when absent or when any count is not a plausible integer.
+
+    The counts decide what a token-priced request costs, so an answer whose counts cannot be trusted is
+    priced as if it had none (Price.actual), and a warning names the provider's fault in the log.
+    """
+    if raw is None:
+        return None
+
+    def count(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKENS:
+            raise ValueError(value)
+        return value
+
+    def optional(details: Any, name: str) -> int | None:
+        if details is None:
+            return None
+        if not isinstance(details, Mapping):
+            raise ValueError(details)
+        return None if details.get(name) is None else count(details[name])
+
+    try:
+        if not isinstance(raw, Mapping):
+            raise ValueError(raw)
+        details_in, details_out = raw.get("input_tokens_details"), raw.get("output_tokens_details")
+        return TokenUsage(input_tokens=count(raw.get("input_tokens", 0)),
+                          output_tokens=count(raw.get("output_tokens", 0)),
+                          text_in=optional(details_in, "text_tokens"), image_in=optional(details_in, "image_tokens"),
+                          cached_in=optional(details_in, "cached_tokens"),
+                          text_out=optional(details_out, "text_tokens"),
+                          image_out=optional(details_out, "image_tokens"))
+    except ValueError:
+        log.warning("an upstream reported token usage that is not usable; the request is priced without it")
+        return None
+
+
+async def parse_images_response(body: Mapping[str, Any], job: EditJob, *, provider: str) -> EditResult:
+    """An ImagesResponse as an EditResult: each image decoded and checked, the usage parsed, the echo
+    fields kept only when they are short strings."""
     items = body.get("data")
-    images = [OutputImage(b64_json=item["b64_json"], format=fmt) for item in (items if isinstance(items, list) else [])
-              if isinstance(item, dict) and isinstance(item.get("b64_json"), str) and item["b64_json"]]
-    if not images:
-        raise UpstreamError("The provider returned no image.", retryable=True)
-    echo = {k: body[k] for k in _ECHO_FIELDS if body.get(k) is not None}
-    usage = body.get("usage")
+    items = [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
+    if not items:
+        raise UpstreamError(f"The provider '{provider}' returned no image.", retryable=True)
+    images = await gather_all(image_from_b64(item.get("b64_json"), provider=provider,
+                                             max_bytes=job.max_output_bytes) for item in items[: job.n])
+    echo = {k: body[k] for k in _ECHO_FIELDS if isinstance(body.get(k), str) and len(body[k]) <= 32}
     created = body.get("created")
-    return EditResult(images=images, usage=usage if isinstance(usage, dict) else None,
+    return EditResult(images=images, usage=parse_usage(body.get("usage")),
                       created=created if isinstance(created, int) and not isinstance(created, bool) else None,
                       echo=echo)
 
@@ -127,14 +170,12 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
 
 
 async def post_edit(session: aiohttp.ClientSession, url: str, form: MultipartBody, headers: Mapping[str, str], *,
-                    provider: str, default_format: ImageFormat) -> EditResult:
+                    job: EditJob, provider: str) -> EditResult:
     """POST an /images/edits multipart body and read the ImagesResponse (OpenAI and Azure alike)."""
     headers = {**headers, "Content-Type": form.content_type, "Content-Length": str(form.length)}
-    body = await post(session, url, data=form.body, headers=headers, provider=provider, translate=translate_error)
-    parsed = json_object(body)
-    if parsed is None:
-        raise unreadable(provider)
-    return parse_images_response(parsed, default_format)
+    body = await post(session, url, data=form.body, headers=headers, provider=provider, translate=translate_error,
+                      max_bytes=answer_bytes(job.n, job.max_output_bytes))
+    return await parse_images_response(await parse_json(body, provider), job, provider=provider)
 
 
 class OpenAIProvider:
@@ -150,8 +191,8 @@ class OpenAIProvider:
         self._session = UpstreamSession(timeout=timeout)
 
     async def edit(self, job: EditJob) -> EditResult:
-        return await post_edit(self._session.get(), self._url, edit_form(job), self._headers, provider=self._name,
-                               default_format=job.options.get("output_format", "png"))
+        return await post_edit(self._session.get(), self._url, edit_form(job), self._headers, job=job,
+                               provider=self._name)
 
     async def aclose(self) -> None:
         await self._session.aclose()

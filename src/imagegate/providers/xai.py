@@ -14,9 +14,7 @@ credit and momentary capacity; see `translate_error` for how they are told apart
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,17 +31,18 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
 )
 from imagegate.core.media import OutputImage, SourceImage
-from imagegate.imaging import sniff_format
 from imagegate.providers.http import (
     UpstreamSession,
+    answer_bytes,
     b64encode,
     download_image,
     excerpt,
     gather_all,
+    image_from_b64,
     json_object,
+    parse_json,
     post,
     retry_after,
-    unreadable,
 )
 
 log = logging.getLogger("imagegate.providers.xai")
@@ -81,10 +80,14 @@ async def edit_body(job: EditJob) -> dict[str, Any]:
     return body
 
 
+_MAX_TICKS = 10**15  # $100,000: no single image request costs more
+
+
 def cost_micros(usage: Any) -> int | None:
-    """`usage.cost_in_usd_ticks` in micro-USD, rounded up; None when xAI did not report it."""
+    """`usage.cost_in_usd_ticks` in micro-USD, rounded up; None when xAI did not report a usable figure (then
+    the request is priced from the catalog)."""
     ticks = usage.get("cost_in_usd_ticks") if isinstance(usage, Mapping) else None
-    if isinstance(ticks, bool) or not isinstance(ticks, int | float) or ticks < 0:
+    if isinstance(ticks, bool) or not isinstance(ticks, int | float) or not 0 <= ticks <= _MAX_TICKS:
         return None
     return -(-int(ticks) // TICKS_PER_MICRO_USD)
 
@@ -135,38 +138,31 @@ class XaiProvider:
     async def edit(self, job: EditJob) -> EditResult:
         data = orjson.dumps(await edit_body(job))
         body = await post(self._session.get(), self._url, data=data, headers=self._headers, provider=self._name,
-                          translate=translate_error)
-        parsed = json_object(body)
-        if parsed is None:
-            raise unreadable(self._name)
-        images = await self._outputs(parsed.get("data"))
-        usage = parsed.get("usage")
-        return EditResult(images=images, usage=usage if isinstance(usage, Mapping) else None,
-                          created=parsed.get("created") or int(time.time()), cost_micros=cost_micros(usage))
+                          translate=translate_error, max_bytes=answer_bytes(job.n, job.max_output_bytes))
+        parsed = await parse_json(body, self._name)
+        images = await self._outputs(parsed.get("data"), job)
+        created = parsed.get("created")
+        return EditResult(images=images, cost_micros=cost_micros(parsed.get("usage")),
+                          created=created if isinstance(created, int) and not isinstance(created, bool) else None)
 
-    async def _outputs(self, items: Any) -> list[OutputImage]:
-        """The answer's images as OutputImages; URLs (ephemeral on xAI's side) are downloaded now."""
+    async def _outputs(self, items: Any, job: EditJob) -> list[OutputImage]:
+        """The answer's images, checked; URLs (ephemeral on xAI's side) are downloaded now."""
         if not isinstance(items, Sequence) or not items:
             raise UpstreamError(f"The provider '{self._name}' returned no image.", retryable=True)
 
         async def output(item: Any) -> OutputImage:
             b64 = item.get("b64_json") if isinstance(item, Mapping) else None
             url = item.get("url") if isinstance(item, Mapping) else None
-            if isinstance(b64, str) and b64:
-                return OutputImage(b64_json=b64, format=sniff_format(_b64_head(b64)) or "jpeg")
+            if b64 is not None:
+                return await image_from_b64(b64, provider=self._name, max_bytes=job.max_output_bytes)
             if isinstance(url, str) and url:  # a signed URL: fetched without credentials
                 return await download_image(self._session.get(), url, provider=self._name,
-                                            client_timeout=self._download_timeout, retryable=True)
+                                            max_bytes=job.max_output_bytes, client_timeout=self._download_timeout,
+                                            retryable=True)
             raise UpstreamError(f"The provider '{self._name}' returned an item without an image.", retryable=True)
 
-        return await gather_all(output(item) for item in items)
+        return await gather_all(output(item) for item in items[: job.n])
 
     async def aclose(self) -> None:
         await self._session.aclose()
 
-
-def _b64_head(b64: str) -> bytes:
-    try:
-        return base64.b64decode(b64[:16], validate=True)
-    except ValueError:
-        return b""

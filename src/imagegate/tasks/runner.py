@@ -16,8 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from imagegate.config import TaskSettings
 from imagegate.core.edits import EditJob
@@ -143,7 +142,7 @@ class TaskRunner:
             images, mask = (sources[:-1], sources[-1]) if task.input.mask else (sources, None)
             job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=task.input.prompt,
                           n=task.input.n, images=images, mask=mask, options=task.input.options,
-                          response_format="url")
+                          response_format="url", max_output_bytes=spec.output_bytes(task.input.costs.size))
 
             async def started(upstream: UpstreamJob) -> None:
                 if not await self._store.save_upstream(task.id, self.owner, upstream):
@@ -153,9 +152,9 @@ class TaskRunner:
         finally:
             for source in sources:
                 source.close()
-        data, keys = await self._edits.deliver_urls(result.images)
         cost = self._edits.cost(spec, task.input.costs, result)
-        usage: Mapping[str, Any] | None = result.usage
+        data, keys = await self._edits.deliver_urls(result.images)
+        usage = result.usage.to_json() if result.usage is not None else None
         if not await self._store.complete(task.id, self.owner, data=data, usage=usage, output_keys=keys,
                                           cost=cost):
             await self._edits.discard(keys)
