@@ -162,3 +162,34 @@ async def test_sigterm_hands_running_tasks_to_the_next_server_at_once(
 
 async def _count(check: Callable[[], bool]) -> bool:
     return check()
+
+
+async def test_sigterm_mid_submit_records_the_job_before_handing_back(
+        db_url: str, tmp_path: Path, upstreams: tuple[OpenAIEmulator, BflEmulator],
+        server: Callable[[Path], Server], funded: Fund) -> None:
+    openai, bfl = upstreams
+    bfl.latency = 2.0  # BFL takes two seconds to accept a job: the signal arrives meanwhile
+    config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl, lease=120.0)
+    _, key = await funded(config)
+    first, second = server(config), server(config)
+    await first.start()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        task_ids = []
+        for _ in range(2):
+            accepted = await client.post(f"{first.base}/v1/images/edits", data={
+                "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
+                files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+            task_ids.append(accepted.json()["id"])
+        await until(lambda: _count(lambda: len(bfl.submits) == 2), 20, "the jobs were never submitted")
+        assert bfl.tasks == {}  # not accepted yet
+        assert await first.terminate() == 0
+        assert len(bfl.tasks) == 2  # the submissions were seen through, not cut off
+
+        await second.start()
+
+        async def all_completed() -> bool:
+            states = [(await client.get(f"{second.base}/v1/tasks/{t}")).json()["status"] for t in task_ids]
+            return states == ["completed"] * 2
+
+        await until(all_completed, 60, "the handed-back tasks did not complete")
+    assert len(bfl.submits) == 2  # each accepted job was recorded and polled again, never submitted twice

@@ -163,7 +163,8 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None, **build: A
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(EdgeMiddleware, max_body=settings.limits.max_request_bytes, observe=_observe)],
+        middleware=[Middleware(EdgeMiddleware, max_body=settings.limits.max_request_bytes,
+                               body_timeout=settings.limits.body_timeout, observe=_observe)],
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

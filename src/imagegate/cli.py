@@ -28,14 +28,21 @@ async def _with_accounts(settings: Settings, work: Callable[[AccountStore], Awai
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from imagegate.app import create_app
+    from imagegate.server import serve
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level=settings.log_level, access_log=not args.no_access_log, timeout_keep_alive=75)
-    return 0
+    app = create_app(settings)
+
+    def stop_claiming() -> None:
+        gateway = getattr(app.state, "gateway", None)
+        if gateway is not None:
+            gateway.runner.stop_claiming()
+
+    limits = settings.limits
+    return serve(app, host=args.host, port=args.port, log_level=settings.log_level,
+                 access_log=not args.no_access_log, header_timeout=limits.header_timeout,
+                 keep_alive=limits.keep_alive, on_stop=stop_claiming)
 
 
 def _keys_create(args: argparse.Namespace, settings: Settings) -> int:

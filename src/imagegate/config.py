@@ -48,6 +48,9 @@ class LimitSettings:
     max_field_bytes: int = 64 * 1024
     spool_memory_bytes: int = 1024 * 1024
     request_timeout: float = 600.0  # seconds a synchronous edit may take, upstream included
+    header_timeout: float = 10.0  # seconds a client has to send a request's headers once it begins (or connects)
+    body_timeout: float = 30.0  # seconds a request body may go without a byte before the answer is 408
+    keep_alive: float = 75.0  # seconds an idle keep-alive connection stays open between requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,9 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         if len(set(names)) != len(names):
             raise ConfigError("[[providers]]: names must be unique")
         kwargs["providers"] = providers
+    limits = kwargs["limits"]
+    if min(limits.header_timeout, limits.body_timeout, limits.keep_alive) <= 0:
+        raise ConfigError("[limits]: header_timeout, body_timeout and keep_alive must be > 0")
     if kwargs["billing"].hold_ttl <= kwargs["limits"].request_timeout:
         raise ConfigError("[billing] hold_ttl must be longer than [limits] request_timeout, or holds of "
                           "requests still running would be released")

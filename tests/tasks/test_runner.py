@@ -362,3 +362,15 @@ async def test_two_gateways_sharing_a_database_never_run_a_task_twice(bfl: BflEm
         assert await h.books() == (balance - cost, 0, cost)
         settles = [e.transaction_id for e in await h.gateway.accounts.ledger("alice") if e.kind == "settle"]
         assert len(settles) == len(set(settles)) == 12
+
+
+async def test_a_stopping_runner_claims_nothing_new(db_url: str, tmp_path: Any) -> None:
+    async with gateway_with(db_url, tmp_path, workers=2, poll_interval=30.0) as h:
+        runner = h.gateway.runner
+        runner.start()
+        runner.stop_claiming()
+        task_id = (await submit(h)).json()["id"]
+        assert not await runner.run_once()
+        _, running = await asyncio.wait(runner._loops, timeout=30)  # woken by the new task, the loops stop
+        assert not running
+        assert (await status(h, task_id)).json()["status"] == "pending"  # instead of claiming it

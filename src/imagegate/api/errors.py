@@ -19,6 +19,7 @@ _TABLE: dict[type[e.GatewayError], tuple[int, str]] = {
     e.QuotaExceeded: (402, "insufficient_quota"),
     e.ModelNotAllowed: (403, "permission_error"),
     e.NotFound: (404, "invalid_request_error"),
+    e.RequestTimeout: (408, "invalid_request_error"),
     e.TooLarge: (413, "invalid_request_error"),
     e.RateLimited: (429, "rate_limit_error"),
     e.UpstreamError: (502, "upstream_error"),
@@ -57,6 +58,8 @@ def error_response(exc: e.GatewayError) -> Response:
     if retry is not None:
         extra["retry_after"] = retry
         headers["Retry-After"] = str(max(1, math.ceil(retry)))
+    if isinstance(exc, e.TooLarge | e.RequestTimeout):  # the rest of the body will not be read
+        headers["Connection"] = "close"
     return json_response(error_body(exc.message, type_, exc.code, exc.param, **extra), status, headers)
 
 

@@ -1,8 +1,9 @@
-"""Pure-ASGI middleware: a request id on every response, a streaming body limit, a last-resort 500, and
-one observation (the routed scope, status and duration) of every request."""
+"""Pure-ASGI middleware: a request id on every response, a streaming body limit and read timeout, a
+last-resort 500, and one observation (the routed scope, status and duration) of every request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -12,7 +13,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagegate.api.errors import error_response, internal_error_response
-from imagegate.core.errors import TooLarge
+from imagegate.core.errors import RequestTimeout, TooLarge
 
 log = logging.getLogger("imagegate.http")
 CLIENT_CLOSED = 499  # the status observed for a request whose client left before any response began
@@ -21,13 +22,15 @@ Observe = Callable[[Scope, int, float], None]
 
 
 class EdgeMiddleware:
-    """Adds `x-request-id`, refuses bodies over `max_body` as they stream, turns any unexpected
-    exception into the OpenAI-style 500 envelope (never a bare traceback), and tells `observe` how each
-    request ended."""
+    """Adds `x-request-id`, refuses bodies over `max_body` as they stream, answers 408 to a body that goes
+    `body_timeout` seconds without a byte, turns any unexpected exception into the OpenAI-style 500
+    envelope (never a bare traceback), and tells `observe` how each request ended."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, observe: Observe | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, body_timeout: float = 30.0,
+                 observe: Observe | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,19 +62,28 @@ class EdgeMiddleware:
                 await self._reply(error_response(TooLarge(self._too_large())), scope, receive, send)
                 return
         received = 0
+        body_done = False
 
         async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # what is left to receive is the client leaving, whenever it does
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(f"The request body stalled: nothing arrived for {self.body_timeout:g} s.")\
+                    from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     raise TooLarge(self._too_large())
+                body_done = not message.get("more_body", False)
             return message
 
         try:
             await self.app(scope, counted_receive, send)
-        except TooLarge as exc:
+        except (TooLarge, RequestTimeout) as exc:
             if not started():
                 await self._reply(error_response(exc), scope, receive, send)
         except Exception:

@@ -92,7 +92,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
-# 413 / 429 ----------------------------------------------------------------------------------------
+# 408 / 413 / 429 ----------------------------------------------------------------------------------
+class RequestTimeout(GatewayError):
+    """The client stopped sending its request body."""
+
+    code = "request_timeout"
+
+
 class TooLarge(GatewayError):
     code = "payload_too_large"
 

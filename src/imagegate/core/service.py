@@ -7,9 +7,9 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from imagegate.core.accounts import Caller
 from imagegate.core.capabilities import ModelSpec
@@ -26,7 +26,9 @@ from imagegate.core.usage import TokenUsage
 from imagegate.core.validation import check_images, check_request, parse_size
 
 log = logging.getLogger("imagegate.edits")
+T = TypeVar("T")
 _INLINE_ENCODE_BYTES = 256 * 1024  # larger outputs are Base64-encoded on a worker thread
+SUBMIT_GRACE = 30.0  # seconds a cancelled worker still gives a submission to be accepted and recorded
 _HOLD_GRACE = 300.0  # seconds a task's hold outlives the task's deadline before the sweeper may release it
 
 
@@ -152,6 +154,8 @@ class EditService:
 
         With `started`, a provider that runs jobs of its own reports each accepted job through it before
         following it; from then on nothing is resubmitted elsewhere. `resume` follows such a job again.
+        A submission is seen through to `started` even when the caller is cancelled meanwhile (a worker
+        stopping), for up to SUBMIT_GRACE seconds: a job the upstream accepted is recorded, not lost.
         """
         routes = self._catalog.routes(spec.id)
         if resume is not None:
@@ -165,8 +169,13 @@ class EditService:
             provider = route.provider
             if started is None or not isinstance(provider, ResumableProvider):
                 return await provider.edit(job)
-            state = await provider.start(job)
-            await started(UpstreamJob(route.provider_name, state))
+
+            async def submit() -> Mapping[str, Any]:
+                state = await provider.start(job)
+                await started(UpstreamJob(route.provider_name, state))
+                return state
+
+            state = await _despite_cancel(submit(), SUBMIT_GRACE)
             try:
                 return await provider.resume(state, job)
             except UpstreamError as exc:
@@ -219,3 +228,17 @@ async def _b64(output: OutputImage) -> str:
         return base64.b64encode(output.data).decode("ascii")
 
     return encode() if len(output.data) <= _INLINE_ENCODE_BYTES else await asyncio.to_thread(encode)
+
+
+async def _despite_cancel(work: Coroutine[Any, Any, T], grace: float) -> T:
+    """Await `work`; if the caller is cancelled meanwhile, let `work` finish first (at most `grace` seconds
+    more), then pass the cancellation on."""
+    inner = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        done, _ = await asyncio.wait([inner], timeout=grace)
+        if not done:
+            inner.cancel()
+            await asyncio.wait([inner])
+        raise

@@ -3,8 +3,10 @@
 Each gateway process runs `workers` loops. A loop claims a task with a lease, keeps the lease alive with a
 heartbeat while the edit runs, and ends the task exactly once: completed (hold settled) or failed (hold
 released). A worker that loses its lease stops and leaves the task to its new owner. A process that dies
-leaves its leases to run out; one that stops in good order hands them back. Either way the task is then
-claimed again, and a job the upstream had already accepted is followed again rather than submitted twice.
+leaves its leases to run out; one that stops in good order stops claiming at once (`stop_claiming`, on
+the stop signal), lets a submission in flight finish and record its upstream job (see
+ImageService.execute), then hands its leases back. Either way the task is then claimed again, and a job
+the upstream had already accepted is followed again rather than submitted twice.
 """
 
 from __future__ import annotations
@@ -46,13 +48,20 @@ class TaskRunner:
         self.owner = owner or worker_id()
         self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._work(), name=f"task-worker-{i}")
                        for i in range(self._settings.workers)]
 
+    def stop_claiming(self) -> None:
+        """Take no new task from now on; the tasks running go on until `aclose`."""
+        self._stopping = True
+        self._wake.set()
+
     async def aclose(self) -> None:
         """Stop the loops and hand back the tasks they were running, for another worker to take at once."""
+        self.stop_claiming()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -67,7 +76,7 @@ class TaskRunner:
 
     # --- workers -----------------------------------------------------------------------------------
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 ran = await self.run_once()
@@ -81,6 +90,8 @@ class TaskRunner:
 
     async def run_once(self) -> bool:
         """Claim one runnable task and run it to an end (or until the lease is lost). False: none."""
+        if self._stopping:
+            return False
         task = await self._store.claim(self.owner, self._settings.lease)
         if task is None:
             return False
