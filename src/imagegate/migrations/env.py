@@ -1,4 +1,9 @@
-"""Alembic environment: runs migrations over the project's async engine."""
+"""Alembic environment: runs migrations over the project's async engine.
+
+Replicas started together on one database migrate one at a time: on PostgreSQL the migration transaction
+first takes an advisory lock (released when it commits), so the next one finds the schema current; on
+SQLite the engine's BEGIN IMMEDIATE serialises them.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from imagegate.db.engine import create_engine
 from imagegate.db.schema import Base
 
 target_metadata = Base.metadata
+MIGRATION_LOCK = 7_596_835_243_187_860_581  # the advisory lock key of imagegate's migrations (any fixed number)
 
 
 def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
@@ -22,6 +28,8 @@ def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
