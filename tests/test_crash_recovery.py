@@ -10,6 +10,7 @@ that died with the process are released by the sweeper: deposits = balance + spe
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.servers import Server, until
 
 
 def write_config(path: Path, db_url: str, blobs: Path, openai: OpenAIEmulator, bfl: BflEmulator, *,
-                 lease: float = 1.0) -> Path:
+                 lease: float = 1.0, hold_ttl: float = 4.0) -> Path:
     path.write_text(f"""
 [database]
 url = "{db_url}"
@@ -31,7 +32,7 @@ path = "{blobs}"
 [limits]
 request_timeout = 3.0
 [billing]
-hold_ttl = 4.0
+hold_ttl = {hold_ttl}
 sweep_interval = 0.3
 [tasks]
 workers = 4
@@ -193,3 +194,42 @@ async def test_sigterm_mid_submit_records_the_job_before_handing_back(
 
         await until(all_completed, 60, "the handed-back tasks did not complete")
     assert len(bfl.submits) == 2  # each accepted job was recorded and polled again, never submitted twice
+
+
+async def test_a_keyed_request_cut_by_a_dead_replica_is_retried_within_its_lease(
+        db_url: str, tmp_path: Path, upstreams: tuple[OpenAIEmulator, BflEmulator],
+        server: Callable[[Path], Server], funded: Fund) -> None:
+    openai, bfl = upstreams
+    openai.latency = 5.0
+    config = write_config(tmp_path / "imagegate.toml", db_url, tmp_path / "blobs", openai, bfl, lease=1.0,
+                          hold_ttl=600.0)  # a dead process's hold must not wait for this
+    accounts, key = await funded(config)
+    doomed, survivor = server(config), server(config)
+    await asyncio.gather(doomed.start(), survivor.start())
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "order-17"}
+    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+        async def edit(base: str) -> httpx.Response:
+            return await client.post(f"{base}/v1/images/edits", data={
+                "model": "gpt-image-1.5", "prompt": "a hat", "size": "1024x1024", "quality": "low"},
+                files={"image": ("a.png", png_bytes((64, 64)), "image/png")})
+
+        cut = asyncio.create_task(edit(doomed.base))
+        await until(lambda: _count(lambda: len(openai.edit_requests) == 1), 20, "the request never went upstream")
+        assert (await accounts.summary("acme")).held_micros > 0
+        doomed.kill()
+        assert isinstance((await asyncio.gather(cut, return_exceptions=True))[0], httpx.TransportError)
+        openai.latency = 0.0
+        began = time.monotonic()
+        statuses = []
+        while not statuses or statuses[-1] == 409:
+            statuses.append((await edit(survivor.base)).status_code)
+            assert time.monotonic() - began < 60, statuses  # seconds after the lease, never hold_ttl (600 s)
+            await asyncio.sleep(0.1)
+        assert statuses[-1] == 200 and set(statuses[:-1]) <= {409}
+        replayed = await edit(survivor.base)
+        assert replayed.status_code == 200 and replayed.headers["Idempotent-Replayed"] == "true"
+    s = await accounts.summary("acme")
+    assert s.held_micros == 0 and s.deposits_micros == s.balance_micros + s.spent_micros
+    entries = await accounts.ledger("acme")
+    assert [e.kind for e in entries if e.kind in ("settle", "release")].count("settle") == 1  # charged once
+    assert [e.memo for e in entries if e.kind == "release"] == ["process died"]  # the dead request's hold

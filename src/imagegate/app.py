@@ -33,6 +33,7 @@ from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 from imagegate.db.files import FileRepository
 from imagegate.db.idempotency import SqlIdempotencyStore
+from imagegate.db.presence import Presence, new_instance_id
 from imagegate.db.tasks import SqlTaskStore
 from imagegate.db.transactions import Transactions
 from imagegate.fetch import SafeFetcher
@@ -66,6 +67,7 @@ class Gateway:
     sweeper: Sweeper
     idempotency: SqlIdempotencyStore
     metrics: Metrics
+    presence: Presence
 
     def start(self) -> None:
         """Start the background work of a serving process: task workers and the sweeper."""
@@ -78,6 +80,7 @@ class Gateway:
         for provider in self.providers.values():
             await provider.aclose()
         await self.fetcher.aclose()
+        await self.presence.aclose()
         await self.transactions.aclose()
         await self.engine.dispose()
 
@@ -107,7 +110,8 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     files = FileRepository(sessions)
     blobs = LocalBlobStore(settings.storage.path, settings.storage.public_base_url)
     transactions = Transactions(settings.database.url, engine)
-    ledger = SqlLedger(transactions, hold_ttl=timedelta(seconds=settings.billing.hold_ttl))
+    presence = Presence(transactions, new_instance_id(), lease=settings.tasks.lease)
+    ledger = SqlLedger(transactions, hold_ttl=timedelta(seconds=settings.billing.hold_ttl), owner=presence.id)
     fetcher = fetcher or SafeFetcher(settings.fetch)
     tasks = SqlTaskStore(transactions)
     new_tasks = asyncio.Event()
@@ -117,13 +121,17 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, router,
                         request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
                         task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
-    idempotency = SqlIdempotencyStore(transactions, stale_after=settings.billing.hold_ttl)
-    runner = TaskRunner(tasks, edits, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended)
-    sweeper = Sweeper(settings, tasks, ledger, blobs, files, idempotency, edits.discard, ended=metrics.task_ended)
+    idempotency = SqlIdempotencyStore(transactions, owner=presence.id, lease=presence.lease,
+                                      stale_after=settings.billing.hold_ttl)
+    runner = TaskRunner(tasks, edits, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended,
+                        owner=presence.id)
+    sweeper = Sweeper(settings, tasks, ledger, blobs, files, idempotency, presence, edits.discard,
+                      ended=metrics.task_ended)
+    await presence.start()
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
                    ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
                    transactions=transactions, tasks=tasks, runner=runner, sweeper=sweeper,
-                   idempotency=idempotency, metrics=metrics)
+                   idempotency=idempotency, metrics=metrics, presence=presence)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

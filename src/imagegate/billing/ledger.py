@@ -2,86 +2,43 @@
 
 Invariant, per account, at every commit: deposits = balance + held + spent.
 A hold ends exactly once, in settle or release; a second attempt finds it closed and changes nothing.
-Each operation is one short transaction (see db.transactions) built from Core statements.
+Each operation is one short transaction (see db.transactions) of the statements in db.holds.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
-from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, select
 
 from imagegate.core.accounts import Caller
-from imagegate.core.errors import InsufficientBalance, QuotaExceeded
 from imagegate.core.idempotency import Reply
-from imagegate.core.pricing import micros_to_usd
 from imagegate.db.accounts import new_transaction_id
 from imagegate.db.clock import utcnow
+from imagegate.db.holds import close_hold, place_hold
 from imagegate.db.idempotency import record_reply
-from imagegate.db.schema import Account, ApiKey, Hold, LedgerEntry
+from imagegate.db.schema import Hold
 from imagegate.db.transactions import Transactions
 
-log = logging.getLogger("imagegate.billing")
-
-_accounts = cast(Table, Account.__table__)
-_keys = cast(Table, ApiKey.__table__)
-_holds = cast(Table, Hold.__table__)
-_entries = cast(Table, LedgerEntry.__table__)
-_k, _a, _h = _keys.c, _accounts.c, _holds.c
-
-# The statements of a hold and of its end, built once: a request pays for executing them, not for
-# constructing and keying SQL expressions each time.
-_HOLD_ON_KEY = update(_keys).where(
-    _k.id == bindparam("key"),
-    _k.spend_limit_micros.is_(None) | (_k.spent_micros + _k.held_micros + bindparam("amount") <= _k.spend_limit_micros),
-).values(held_micros=_k.held_micros + bindparam("amount"))
-_HOLD_ON_ACCOUNT = update(_accounts).where(
-    _a.id == bindparam("account"), _a.balance_micros >= bindparam("amount"),
-).values(balance_micros=_a.balance_micros - bindparam("amount"), held_micros=_a.held_micros + bindparam("amount"))
-_BALANCE = select(_a.balance_micros).where(_a.id == bindparam("account"))
-_OPEN_HOLD = select(_h.account_id, _h.key_id, _h.model, _h.amount_micros).where(
-    _h.id == bindparam("hold"), _h.status == "held")
-_CLOSE_HOLD = update(_holds).where(_h.id == bindparam("hold"), _h.status == "held").values(
-    status=bindparam("outcome"), charged_micros=bindparam("charge"), closed_at=bindparam("now"))
-_CLOSE_ON_KEY = update(_keys).where(_k.id == bindparam("key")).values(
-    held_micros=_k.held_micros - bindparam("amount"), spent_micros=_k.spent_micros + bindparam("charge"))
-_CLOSE_ON_ACCOUNT = update(_accounts).where(_a.id == bindparam("account")).values(
-    held_micros=_a.held_micros - bindparam("amount"), spent_micros=_a.spent_micros + bindparam("charge"),
-    balance_micros=_a.balance_micros + bindparam("amount") - bindparam("charge"))
-_INSERT_HOLD = insert(_holds)
-_INSERT_ENTRY = insert(_entries)
+_h = Hold.__table__.c
 
 
 class SqlLedger:
-    def __init__(self, transactions: Transactions, *, hold_ttl: timedelta = timedelta(hours=2)) -> None:
+    """`owner` names this process: a hold placed without a ttl (a synchronous request's) is released as
+    soon as the process is found dead, not only after `hold_ttl`."""
+
+    def __init__(self, transactions: Transactions, *, hold_ttl: timedelta = timedelta(hours=2),
+                 owner: str | None = None) -> None:
         self._tx = transactions
         self._hold_ttl = hold_ttl
+        self._owner = owner
 
     async def hold(self, caller: Caller, amount: int, *, model: str, ttl: float | None = None) -> str:
         hold_id = new_transaction_id()
-        now = utcnow()
-        expires_at = now + (self._hold_ttl if ttl is None else timedelta(seconds=ttl))
-
-        def work(conn: Connection) -> None:
-            if conn.execute(_HOLD_ON_KEY, {"key": caller.key_id, "amount": amount}).rowcount == 0:
-                raise QuotaExceeded("This API key has reached its spend limit.",
-                                    estimated_cost_usd=micros_to_usd(amount))
-            if conn.execute(_HOLD_ON_ACCOUNT, {"account": caller.account_id, "amount": amount}).rowcount == 0:
-                balance = conn.scalar(_BALANCE, {"account": caller.account_id}) or 0
-                raise InsufficientBalance(
-                    f"Insufficient balance: this request may cost up to ${micros_to_usd(amount):.6f}; the "
-                    f"available balance is ${micros_to_usd(balance):.6f}.",
-                    estimated_cost_usd=micros_to_usd(amount), balance_usd=micros_to_usd(balance))
-            conn.execute(_INSERT_HOLD, {"id": hold_id, "account_id": caller.account_id, "key_id": caller.key_id,
-                                        "model": model, "amount_micros": amount, "status": "held",
-                                        "created_at": now, "expires_at": expires_at})
-            conn.execute(_INSERT_ENTRY, {"account_id": caller.account_id, "transaction_id": hold_id, "kind": "hold",
-                                         "amount_micros": amount, "hold_id": hold_id, "memo": model,
-                                         "created_at": now})
-
-        await self._tx.run(work)
+        expires_at = utcnow() + (self._hold_ttl if ttl is None else timedelta(seconds=ttl))
+        owner = self._owner if ttl is None else None
+        await self._tx.run(lambda conn: place_hold(conn, hold_id, caller, amount, model=model,
+                                                   expires_at=expires_at, owner=owner))
         return hold_id
 
     async def settle(self, hold_id: str, amount: int, *, reply: Reply | None = None) -> str:
@@ -99,8 +56,7 @@ class SqlLedger:
     async def release_expired(self, limit: int = 100) -> int:
         """Release holds whose request outlived them (a crash, a lost worker). Returns how many."""
         def expired(conn: Connection) -> list[str]:
-            h = _holds.c
-            return list(conn.scalars(select(h.id).where(h.status == "held", h.expires_at < utcnow())
+            return list(conn.scalars(select(_h.id).where(_h.status == "held", _h.expires_at < utcnow())
                                      .limit(limit)))
 
         released = 0
@@ -110,31 +66,3 @@ class SqlLedger:
 
     async def release_one(self, hold_id: str, *, memo: str | None = None) -> int:
         return await self._tx.run(lambda conn: close_hold(conn, hold_id, charge=0, settle=False, memo=memo))
-
-
-def close_hold(conn: Connection, hold_id: str, *, charge: int, settle: bool, memo: str | None = None) -> int:
-    """Settle (charge `charge`, release the rest) or release a hold inside the caller's transaction.
-
-    Returns 1 if this call closed the hold, 0 if it was already closed: a hold ends exactly once.
-    """
-    hold = conn.execute(_OPEN_HOLD, {"hold": hold_id}).one_or_none()
-    if hold is None:
-        return 0
-    if charge > hold.amount_micros:
-        log.warning("hold %s: actual cost %d exceeds the hold %d; charging the hold", hold_id, charge,
-                    hold.amount_micros)
-    charge = min(max(charge, 0), hold.amount_micros)
-    now = utcnow()
-    closed = conn.execute(_CLOSE_HOLD, {"hold": hold_id, "outcome": "settled" if settle else "released",
-                                        "charge": charge, "now": now})
-    if closed.rowcount == 0:
-        return 0
-    moved = {"amount": hold.amount_micros, "charge": charge}
-    if hold.key_id is not None:  # key before account, the order `hold` locks them in: no deadlock
-        conn.execute(_CLOSE_ON_KEY, {"key": hold.key_id, **moved})
-    conn.execute(_CLOSE_ON_ACCOUNT, {"account": hold.account_id, **moved})
-    conn.execute(_INSERT_ENTRY, {"account_id": hold.account_id, "transaction_id": hold_id,
-                                 "kind": "settle" if settle else "release",
-                                 "amount_micros": charge if settle else hold.amount_micros, "hold_id": hold_id,
-                                 "memo": memo or hold.model, "created_at": now})
-    return 1

@@ -1,15 +1,17 @@
 """Idempotency keys: a retried request with the same key and body gets the first answer, not a second run.
 
-A key is scoped to its account. `begin` records the key as in progress (or returns the stored answer);
-`finish` (or `record_reply`, inside the transaction that charges for the request) stores the answer of a
-request that succeeded; `abandon` forgets a key whose request failed, so a
-retry runs again (a failed request charged nothing). A key left in progress by a process that died is
-taken over once it is older than `stale_after`.
+A key is scoped to its account. `begin` records the key as in progress, owned by this process (or
+returns the stored answer); `finish` (or `record_reply`, inside the transaction that charges for the
+request) stores the answer of a request that succeeded; `abandon` forgets a key whose request failed, so
+a retry runs again (a failed request charged nothing). A key in progress in a process that has died (no
+heartbeat for its lease, see db.presence) is taken over by the next retry, and the dead process's holds
+are released in the same transaction; the retry then runs again, safely, since nothing was charged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import cast
 
@@ -19,9 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from imagegate.core.errors import Conflict
 from imagegate.core.idempotency import Reply, StoredResponse
 from imagegate.db.clock import aware, utcnow
+from imagegate.db.presence import alive, bury
 from imagegate.db.schema import IdempotencyRecord
 from imagegate.db.transactions import Transactions
 
+log = logging.getLogger("imagegate.idempotency")
 _records = cast(Table, IdempotencyRecord.__table__)
 r = _records.c
 
@@ -32,8 +36,14 @@ def _in_progress() -> Conflict:
 
 
 class SqlIdempotencyStore:
-    def __init__(self, transactions: Transactions, *, stale_after: float, retention: float = 86400.0) -> None:
+    """`owner` is this process's id and `lease` how long a silent process counts as alive; a key without an
+    owner (recorded before owners were) is taken over once it is older than `stale_after`."""
+
+    def __init__(self, transactions: Transactions, *, owner: str, lease: float, stale_after: float,
+                 retention: float = 86400.0) -> None:
         self._tx = transactions
+        self._owner = owner
+        self._lease = lease
         self._stale_after = timedelta(seconds=stale_after)
         self._retention = timedelta(seconds=retention)
 
@@ -48,7 +58,7 @@ class SqlIdempotencyStore:
                 row = None
             if row is None:
                 conn.execute(insert(_records).values(account_id=account_id, key=key, route=route,
-                                                     body_hash=fingerprint, created_at=now))
+                                                     body_hash=fingerprint, created_at=now, owner=self._owner))
                 return None
             if row.route != route or row.body_hash != fingerprint:
                 raise Conflict("This Idempotency-Key was already used with a different request.",
@@ -56,9 +66,15 @@ class SqlIdempotencyStore:
             if row.status is not None:
                 stored = json.loads(row.response)
                 return StoredResponse(row.status, stored["body"].encode(), stored["headers"])
-            if aware(row.created_at) > now - self._stale_after:
+            if row.owner is not None:
+                if alive(conn, row.owner, self._lease):
+                    raise _in_progress()
+                released = bury(conn, row.owner)  # its process died: so did the request
+                log.warning("Idempotency-Key of account %d taken over from dead process %s (%d hold(s) "
+                            "released)", account_id, row.owner, released)
+            elif aware(row.created_at) > now - self._stale_after:
                 raise _in_progress()
-            conn.execute(update(_records).where(where).values(created_at=now))  # its process died
+            conn.execute(update(_records).where(where).values(created_at=now, owner=self._owner))
             return None
 
         try:

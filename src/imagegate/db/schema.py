@@ -83,9 +83,11 @@ class Hold(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the process of a sync request's hold
 
     __table_args__ = (
         Index("ix_holds_status_expires", "status", "expires_at"),
+        Index("ix_holds_owner", "owner"),
         CheckConstraint("amount_micros >= 0", name="ck_holds_amount_not_negative"),
         CheckConstraint("charged_micros IS NULL OR (charged_micros >= 0 AND charged_micros <= amount_micros)",
                         name="ck_holds_charge_within_hold"),
@@ -141,3 +143,14 @@ class IdempotencyRecord(Base):
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the process running the request
+
+
+class Instance(Base):
+    """A running gateway process, alive while it heart-beats (see db.presence)."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

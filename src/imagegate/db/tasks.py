@@ -15,11 +15,11 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, delete, insert, or_, select, update
 
-from imagegate.billing.ledger import close_hold
 from imagegate.core.accounts import Caller
 from imagegate.core.idempotency import Reply
 from imagegate.core.tasks import TERMINAL, ClaimedTask, TaskInput, TaskStatus, TaskView, UpstreamJob
 from imagegate.db.clock import aware, utcnow
+from imagegate.db.holds import close_hold
 from imagegate.db.idempotency import record_reply
 from imagegate.db.schema import Task
 from imagegate.db.transactions import Transactions

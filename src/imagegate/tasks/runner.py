@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 
@@ -27,13 +24,10 @@ from imagegate.core.media import SourceImage
 from imagegate.core.ports import BlobStore, TaskStore
 from imagegate.core.service import EditService
 from imagegate.core.tasks import TIMED_OUT, ClaimedTask, LeaseLost, UpstreamJob
+from imagegate.db.presence import new_instance_id
 from imagegate.inputs import load_image
 
 log = logging.getLogger("imagegate.tasks")
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class TaskRunner:
@@ -45,7 +39,7 @@ class TaskRunner:
         self._blobs = blobs
         self._settings = settings
         self._ended = ended  # told "completed" or the error code of every task this process ends
-        self.owner = owner or worker_id()
+        self.owner = owner or new_instance_id()
         self._wake = wake or asyncio.Event()  # set when a task is created: idle workers look at once
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False

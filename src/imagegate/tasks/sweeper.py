@@ -1,6 +1,7 @@
 """The sweeper: a loop in every gateway process that ends what nobody will end otherwise.
 
-Each pass fails overdue tasks that no worker holds, releases holds that outlived their request, purges
+Each pass fails overdue tasks that no worker holds, releases the holds of processes that died and holds
+that outlived their request, purges
 expired tasks, idempotency records and uploaded files, and deletes stored images past their retention,
 including those a crash left without an owner. Every step is safe to run in several processes at once.
 """
@@ -18,6 +19,7 @@ from imagegate.core.ports import BlobStore, Ledger, TaskStore
 from imagegate.core.tasks import TIMED_OUT
 from imagegate.db.files import FileRepository
 from imagegate.db.idempotency import SqlIdempotencyStore
+from imagegate.db.presence import Presence
 
 log = logging.getLogger("imagegate.sweeper")
 _ORPHAN_MARGIN = 3600.0  # seconds past its owner's end before a blob without an owner is deleted
@@ -26,7 +28,7 @@ _BLOB_SCAN_EVERY = 600.0  # seconds between scans of the blob store (retentions 
 
 class Sweeper:
     def __init__(self, settings: Settings, tasks: TaskStore, ledger: Ledger, blobs: BlobStore,
-                 files: FileRepository, idempotency: SqlIdempotencyStore,
+                 files: FileRepository, idempotency: SqlIdempotencyStore, presence: Presence,
                  discard: Callable[[Sequence[str]], Awaitable[None]], *,
                  ended: Callable[[str], None] = lambda outcome: None) -> None:
         self._settings = settings
@@ -35,6 +37,7 @@ class Sweeper:
         self._blobs = blobs
         self._files = files
         self._idempotency = idempotency
+        self._presence = presence
         self._discard = discard
         self._ended = ended
         self._loop: asyncio.Task[None] | None = None
@@ -62,6 +65,9 @@ class Sweeper:
             if await self._tasks.fail(task_id, None, code="timeout", message=TIMED_OUT):
                 log.info("task %s failed: deadline passed while no worker held it", task_id)
                 self._ended("timeout")
+        released = await self._presence.reap()
+        if released:
+            log.warning("released %d hold(s) of processes that died", released)
         released = await self._ledger.release_expired()
         if released:
             log.warning("released %d hold(s) whose request outlived them", released)
