@@ -20,7 +20,7 @@ def test_defaults_when_sections_are_absent() -> None:
 
 def test_sections_are_read() -> None:
     settings = settings_from_mapping({
-        "limits": {"request_timeout": 120.0},
+        "limits": {"request_timeout": 120.0, "header_timeout": 5.0, "body_timeout": 12.0, "keep_alive": 20.0},
         "billing": {"hold_ttl": 300.0, "sweep_interval": 5.0},
         "storage": {"output_retention": 7200.0, "file_retention": 600.0},
         "tasks": {"workers": 2, "lease": 10.0, "deadline": 60.0, "retention": 3600.0, "max_attempts": 5},
@@ -29,6 +29,8 @@ def test_sections_are_read() -> None:
                       {"name": "b", "type": "openai", "models": ["gpt-image-1.5"], "priority": 1, "weight": 1}],
     })
     assert settings.limits.request_timeout == 120.0
+    assert (settings.limits.header_timeout, settings.limits.body_timeout, settings.limits.keep_alive) == (5.0, 12.0,
+                                                                                                        20.0)
     assert (settings.billing.hold_ttl, settings.billing.sweep_interval) == (300.0, 5.0)
     assert (settings.tasks.workers, settings.tasks.max_attempts) == (2, 5)
     assert (settings.storage.output_retention, settings.storage.file_retention) == (7200.0, 600.0)
@@ -45,6 +47,8 @@ def test_sections_are_read() -> None:
     ({"routing": {"cooldown": 600.0}}, "cooldown"),
     ({"tasks": {"retention": 7 * 86400.0}, "storage": {"output_retention": 86400.0}}, "output_retention"),
     ({"storage": {"file_retention": 0}}, "file_retention"),
+    ({"limits": {"header_timeout": 0}}, "header_timeout"),
+    ({"limits": {"body_timeout": -1.0}}, "body_timeout"),
 ])
 def test_inconsistent_settings_are_refused_by_name(raw: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError) as info:

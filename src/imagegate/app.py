@@ -143,7 +143,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     message = "Not found." if status == 404 else ("Method not allowed." if status == 405 else str(exc))
     return json_response(error_body(message, "invalid_request_error", "not_found" if status == 404
-                                    else "method_not_allowed" if status == 405 else "http_error"), status)
+                                    else "method_not_allowed" if status == 405 else "http_error"), status,
+                         headers=getattr(exc, "headers", None))  # a 405 names the methods allowed
 
 
 def _observe(scope: Scope, status: int, seconds: float) -> None:

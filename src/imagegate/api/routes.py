@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from imagegate import __version__
+from imagegate.api import openapi
 from imagegate.api.auth import authenticate
 from imagegate.api.errors import json_response
 from imagegate.api.idempotency import Keep, edit_fingerprint, fingerprint, key_of, run_once
@@ -39,6 +42,13 @@ def _gateway(request: Request) -> Gateway:
 
 async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
+
+
+_OPENAPI = orjson.dumps(openapi.document(__version__))
+
+
+async def openapi_document(request: Request) -> Response:
+    return Response(_OPENAPI, media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
@@ -131,6 +141,11 @@ async def _owned_file(request: Request) -> tuple[Gateway, Any]:
     return gw, record
 
 
+async def file_object(request: Request) -> Response:
+    """GET or DELETE one file (one route, so that a 405 names both methods)."""
+    return await (delete_file if request.method == "DELETE" else get_file)(request)
+
+
 async def get_file(request: Request) -> Response:
     _, record = await _owned_file(request)
     return json_response(record.body())
@@ -203,13 +218,13 @@ async def get_blob(request: Request) -> Response:
 ROUTES = [
     Route("/healthz", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi_document, methods=["GET"]),
     Route("/v1/images/edits", create_edit, methods=["POST"]),
     Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/v1/images/generations/{task_id}", get_task, methods=["GET"]),
     Route("/v1/images/{task_id}", get_task, methods=["GET"]),
     Route("/v1/files", create_file, methods=["POST"]),
-    Route("/v1/files/{file_id}", get_file, methods=["GET"]),
-    Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route("/v1/files/{file_id}", file_object, methods=["GET", "DELETE"]),
     Route("/v1/files/{file_id}/content", get_file_content, methods=["GET"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
