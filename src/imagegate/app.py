@@ -26,9 +26,9 @@ from imagegate.catalog import builtin_specs
 from imagegate.config import ConfigError, Settings
 from imagegate.core.catalog import Catalog, Route
 from imagegate.core.errors import GatewayError
-from imagegate.core.ports import Fetcher, Provider
+from imagegate.core.ports import Provider
 from imagegate.core.routing import Router
-from imagegate.core.service import EditService
+from imagegate.core.service import ImageService
 from imagegate.db.accounts import AccountStore
 from imagegate.db.engine import create_engine, migrate, sessionmaker
 from imagegate.db.files import FileRepository
@@ -58,8 +58,8 @@ class Gateway:
     blobs: LocalBlobStore
     ledger: SqlLedger
     catalog: Catalog
-    edits: EditService
-    fetcher: Fetcher
+    images: ImageService
+    fetcher: SafeFetcher
     providers: dict[str, Provider]
     transactions: Transactions
     tasks: SqlTaskStore
@@ -95,16 +95,21 @@ def build_catalog(settings: Settings, providers: dict[str, Provider]) -> Catalog
                 raise ConfigError(f"[[providers]] {p.name}: unknown model {model!r}")
             if p.type not in spec.provider_types:
                 raise ConfigError(f"[[providers]] {p.name}: a {p.type!r} provider cannot serve {model!r}")
-            routes.setdefault(model, []).append(Route(p.name, providers[p.name], p.priority, p.weight))
-    return Catalog(specs, routes)
+            routes.setdefault(model, []).append(Route(p.name, providers[p.name], p.priority, p.weight, p.type))
+    catalog = Catalog(specs, routes)
+    default = settings.api.default_model
+    if default is not None and default not in catalog:
+        raise ConfigError(f"[api] default_model {default!r} is not served by any [[providers]]")
+    return catalog
 
 
-async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -> Gateway:
+async def build_gateway(settings: Settings, *, fetcher: SafeFetcher | None = None) -> Gateway:
     """Build the gateway's components. `fetcher` may be injected (tests use a loopback-safe policy)."""
     await migrate(settings.database.url)
     engine = create_engine(settings.database.url)
     sessions = sessionmaker(engine)
-    providers = {p.name: build_provider(p) for p in settings.providers}
+    fetcher = fetcher or SafeFetcher(settings.fetch)
+    providers = {p.name: build_provider(p, fetcher) for p in settings.providers}
     catalog = build_catalog(settings, providers)
     accounts = AccountStore(sessions)
     files = FileRepository(sessions)
@@ -112,24 +117,23 @@ async def build_gateway(settings: Settings, *, fetcher: Fetcher | None = None) -
     transactions = Transactions(settings.database.url, engine)
     presence = Presence(transactions, new_instance_id(), lease=settings.tasks.lease)
     ledger = SqlLedger(transactions, hold_ttl=timedelta(seconds=settings.billing.hold_ttl), owner=presence.id)
-    fetcher = fetcher or SafeFetcher(settings.fetch)
     tasks = SqlTaskStore(transactions)
     new_tasks = asyncio.Event()
     metrics = Metrics()
     router = Router(settings.routing, observe=metrics.upstream_attempt)
     metrics.watch_circuits(router.health)
-    edits = EditService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, router,
-                        request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
-                        task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
+    images = ImageService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, router,
+                          request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
+                          task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
     idempotency = SqlIdempotencyStore(transactions, owner=presence.id, lease=presence.lease,
                                       stale_after=settings.billing.hold_ttl)
-    runner = TaskRunner(tasks, edits, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended,
+    runner = TaskRunner(tasks, images, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended,
                         owner=presence.id)
-    sweeper = Sweeper(settings, tasks, ledger, blobs, files, idempotency, presence, edits.discard,
+    sweeper = Sweeper(settings, tasks, ledger, blobs, files, idempotency, presence, images.delivery.discard,
                       ended=metrics.task_ended)
     await presence.start()
     return Gateway(settings=settings, engine=engine, accounts=accounts, files=files, blobs=blobs,
-                   ledger=ledger, catalog=catalog, edits=edits, fetcher=fetcher, providers=providers,
+                   ledger=ledger, catalog=catalog, images=images, fetcher=fetcher, providers=providers,
                    transactions=transactions, tasks=tasks, runner=runner, sweeper=sweeper,
                    idempotency=idempotency, metrics=metrics, presence=presence)
 

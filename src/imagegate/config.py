@@ -54,6 +54,16 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiSettings:
+    default_response_format: str = "url"  # for requests that name none; "b64_json" as OpenAI answers GPT Image
+    default_model: str | None = None  # for requests that name no model
+
+    def __post_init__(self) -> None:
+        if self.default_response_format not in ("url", "b64_json"):
+            raise ValueError("default_response_format must be 'url' or 'b64_json'")
+
+
+@dataclass(frozen=True, slots=True)
 class BillingSettings:
     hold_ttl: float = 1800.0  # seconds after which a synchronous request's hold is released by the sweeper
     sweep_interval: float = 30.0  # seconds between sweeps for stale holds, overdue and expired tasks
@@ -91,11 +101,12 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
     providers: tuple[ProviderSettings, ...] = (
-        ProviderSettings(name="local", type="local", models=("local-edit",)),
+        ProviderSettings(name="local", type="local", models=("local-edit", "local-draw")),
     )
     prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     log_level: str = "info"
@@ -142,6 +153,7 @@ def settings_from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         "storage": _section(StorageSettings, raw.get("storage"), "storage"),
         "fetch": _section(FetchSettings, raw.get("fetch"), "fetch"),
         "limits": _section(LimitSettings, raw.get("limits"), "limits"),
+        "api": _section(ApiSettings, raw.get("api"), "api"),
         "billing": _section(BillingSettings, raw.get("billing"), "billing"),
         "tasks": _section(TaskSettings, raw.get("tasks"), "tasks"),
         "routing": _section(RoutingPolicy, raw.get("routing"), "routing"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from imagegate.core.accounts import Caller
-from imagegate.core.edits import FileRef, ImageRef, UploadRef, UrlRef
 from imagegate.core.errors import FileNotFoundInRequest
+from imagegate.core.jobs import FileRef, ImageRef, UploadRef, UrlRef
 from imagegate.core.media import SourceImage
 from imagegate.core.ports import BlobStore, Fetcher
 from imagegate.db.files import FileRepository

@@ -204,10 +204,15 @@ async def test_sdk_sees_openai_style_errors(gw: Harness) -> None:
 async def test_models_list_shows_capabilities_and_prices(gw: Harness) -> None:
     async with gw.sdk() as client:
         models = {m.id: m for m in (await client.models.list()).data}
-    assert set(models) == {"local-edit", *MODELS}
+    assert set(models) == {"local-edit", "local-draw", *MODELS}
     r = await gw.client.get("/v1/models/gpt-image-2", headers=gw.auth)
     body = r.json()
-    assert body["capabilities"]["max_images"] == 16 and body["capabilities"]["async"] is True
+    edits, generations = body["capabilities"]["operations"]["edits"], body["capabilities"]["operations"]["generations"]
+    assert edits["max_images"] == 16 and edits["async"] is True and edits["stream"] is True
+    assert generations["max_images"] == 0 and generations["stream"] is True and "size_rule" in generations
+    variations = (await gw.client.get("/v1/models/dall-e-2", headers=gw.auth)).json()["capabilities"]["operations"]
+    assert set(variations) == {"edits", "generations", "variations"}
+    assert variations["variations"]["square_png"] is True and "max_prompt_chars" not in variations["variations"]
     assert body["pricing"]["usd_per_1m_tokens"]["image_out"] == 30.0
     missing = await gw.client.get("/v1/models/gpt-image-3", headers=gw.auth)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

@@ -1,197 +1,167 @@
-"""Strict emulator of OpenAI's Images API ``POST /v1/images/edits`` (plus a minimal Files API).
+"""Strict emulator of OpenAI's Images API: ``POST /v1/images/edits``, ``/v1/images/generations`` and
+``/v1/images/variations`` (plus a minimal Files API).
 
 A real aiohttp HTTP server on a loopback port. It checks what it receives about as strictly as the real
-service (wire rules: ``/work/shared/reference/providers.md`` §1) and answers with real, small PNG/JPEG/WebP
-images.
+service (wire rules: ``/work/shared/reference/providers.md`` §1, ``/work/notes/openai-images-spec.md``) and
+answers with real, small PNG/JPEG/WebP images. The model rules live in :mod:`.openai_rules`.
 
     async with OpenAIEmulator(api_key="sk-upstream", latency=0.0) as emu:
         client = AsyncOpenAI(base_url=emu.base_url, api_key="sk-upstream")
         await client.images.edit(model="gpt-image-2", image=("a.png", png, "image/png"), prompt="hi")
         assert emu.edit_requests[-1].fields["model"] == "gpt-image-2"
+        await client.images.generate(model="gpt-image-1.5", prompt="an otter")
+        assert emu.generation_requests[-1].json == {"model": "gpt-image-1.5", "prompt": "an otter"}
+
+Routes (all under ``base_url`` = ``http://127.0.0.1:PORT/v1``):
+
+* ``POST /images/edits`` - multipart or JSON (:attr:`edit_requests`);
+* ``POST /images/generations`` - JSON only (:attr:`generation_requests`). No ``model`` means
+  ``default_generation_model`` (``dall-e-2``, as the spec says) unless a GPT-only parameter is present, then
+  ``default_gpt_generation_model``. GPT image models answer ``data[].b64_json`` + ``usage`` + the
+  ``background/output_format/size/quality`` echo; dall-e-3 answers ``data[].url`` (or ``b64_json``) with a
+  ``revised_prompt``; dall-e-2 ``url`` or ``b64_json``;
+* ``POST /images/variations`` - multipart only, dall-e-2 only (:attr:`variation_requests`); ``url`` or
+  ``b64_json``, no usage;
+* ``GET /files/{name}.png`` (at the server root, :attr:`url`) - where every answered ``url`` points, so a client on
+  loopback can download it; ``/v1/files...`` - the Files API.
+
+Streaming (``stream=true`` on edits and generations with a GPT image model): ``text/event-stream`` with
+``event: image_edit.partial_image`` / ``image_generation.partial_image`` x ``partial_images``, then one
+``*.completed`` carrying ``usage``; no ``[DONE]``, no ``id:`` lines. What a gateway test can steer and observe:
+
+* pacing: by default ``latency`` is spread evenly (``latency / events`` before the headers and between events).
+  ``stream_interval=s`` instead waits ``latency`` before the headers and ``s`` between consecutive events, so a
+  test sees events arrive one by one. ``stream_gate=True`` holds every event until the test calls
+  :meth:`release_stream_events` - deterministic "was event k forwarded before k+1 was produced" tests;
+* per-event timestamps: every streamed answer appends a :class:`StreamRecord` to :attr:`streams` (also
+  :attr:`last_stream`, :meth:`stream_for`). Its ``events`` are :class:`StreamEvent` with ``written_at``
+  (``time.perf_counter()`` right after the frame was handed to the socket; CLOCK_MONOTONIC, comparable across
+  processes on one Linux host) and ``wall_time`` (``time.time()``);
+* mid-stream failures: ``inject("stream_error", after_events=k)`` writes k events, then
+  ``event: error`` / ``data: {"type":"error","error":{"message":...,"type":"server_error","param":null,
+  "code":"server_error"}}`` and closes the body cleanly; ``inject("stream_disconnect", after_events=k)`` aborts
+  the TCP connection after k events; ``inject("stream_hang", after_events=k)`` stops sending after k events and
+  keeps the connection open. Same queue semantics as other failures (``times``, ``on`` - default
+  ``/v1/images/edits``, pass ``on=OpenAIEmulator.GENERATIONS`` or ``on=None``); only streaming requests consume
+  them. :meth:`fail_stream` takes a custom ``message``/``code``/``error_type``. ``k`` >= the number of events
+  plays the failure after the completed event;
+* client disconnects: when the client goes away while the emulator waits (``latency``, ``hang``, an injected
+  ``hang``, between stream events, a stalled or gated stream), the emulator notices within
+  ``disconnect_poll`` seconds (0.02 by default; 0 checks only when writing) and stops working on the request:
+  the :class:`RecordedRequest` is appended to :attr:`client_disconnects`, and a stream's record gets
+  ``client_disconnected=True`` and ``disconnected_at`` (perf_counter). A non-streaming request dropped that way
+  keeps ``status=None``.
 
 Points where the public record is thin (marked [UNCONFIRMED] in the reference) are made configurable
 rather than guessed silently: see ``strict_response_format``, ``unknown_model_status``,
-``multipart_moderation``, ``extra_params`` and ``models``.
+``multipart_moderation``, ``extra_params``, ``models``, ``default_gpt_generation_model``,
+``dalle2_quality_unknown`` and ``echo_safety_identifier``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import io
+import contextvars
+import itertools
 import json
 import math
-import re
 import secrets
 import time
 import uuid
-import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from dataclasses import dataclass, field
+from types import EllipsisType
+from typing import Any, Self
 
 from aiohttp import web
-from PIL import Image
 
 from .base import RECORD, Canned, LoopbackEmulator, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
-
-try:  # orjson is a project dependency; fall back to json so the emulator also runs without it.
-    import orjson
-
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
-
-except ImportError:  # pragma: no cover
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-
-__all__ = ["INJECTABLE", "OpenAIEmulator", "RecordedRequest", "StoredFile"]
-
-# ------------------------------------------------------------------------------------------------------------
-# Protocol tables (providers.md §1.2-§1.5)
-# ------------------------------------------------------------------------------------------------------------
-
-DALLE2 = "dall-e-2"
-GPT_IMAGE_1 = "gpt-image-1"
-GPT_IMAGE_1_MINI = "gpt-image-1-mini"
-GPT_IMAGE_1_5 = "gpt-image-1.5"
-GPT_IMAGE_2 = "gpt-image-2"
-
-#: model id -> rule family. Model lists are configuration (the reference's time caveat), pass ``models=``.
-DEFAULT_MODELS: dict[str, str] = {
-    "dall-e-2": DALLE2,
-    "gpt-image-1": GPT_IMAGE_1,
-    "gpt-image-1-mini": GPT_IMAGE_1_MINI,
-    "gpt-image-1.5": GPT_IMAGE_1_5,
-    "chatgpt-image-latest": GPT_IMAGE_1_5,
-    "gpt-image-2": GPT_IMAGE_2,
-    "gpt-image-2-2026-04-21": GPT_IMAGE_2,
-}
-
-MULTIPART_PARAMS = frozenset(
-    {
-        "image",
-        "image[]",
-        "prompt",
-        "mask",
-        "model",
-        "n",
-        "size",
-        "quality",
-        "response_format",
-        "output_format",
-        "output_compression",
-        "background",
-        "input_fidelity",
-        "stream",
-        "partial_images",
-        "user",
-    }
-)
-JSON_PARAMS = frozenset(
-    {
-        "model",
-        "prompt",
-        "images",
-        "mask",
-        "n",
-        "size",
-        "quality",
-        "input_fidelity",
-        "output_format",
-        "output_compression",
-        "background",
-        "moderation",
-        "stream",
-        "partial_images",
-        "user",
-    }
-)
-#: Parameters dall-e-2 does not know at all ("Unknown parameter: 'input_fidelity'." [3P]).
-DALLE2_UNKNOWN = (
-    "input_fidelity",
-    "background",
-    "output_format",
-    "output_compression",
-    "moderation",
-    "stream",
-    "partial_images",
-)
-FILE_PARAMS = frozenset({"image", "image[]", "mask"})
-
-IMAGE_MIMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
-_PIL_FORMATS = ("PNG", "JPEG", "WEBP")
-_MIME_OF = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-
-DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
-GPT_SIZES = ("1024x1024", "1024x1536", "1536x1024", "auto")
-GPT_QUALITIES = ("low", "medium", "high", "auto")
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
-BACKGROUNDS = ("transparent", "opaque", "auto")
-FIDELITIES = ("high", "low")
-MODERATIONS = ("low", "auto")
-RESPONSE_FORMATS = ("url", "b64_json")
-FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-
-MB = 1024 * 1024
-GPT_IMAGE_MAX_BYTES = 50 * MB
-DALLE2_MAX_BYTES = 4 * MB
-MASK_MAX_BYTES = 4 * MB
-MAX_IMAGES = 16
-IMAGE_URL_MAX_CHARS = 20_971_520
-
-# gpt-image-2 arbitrary sizes: multiples of 16, aspect between 1:3 and 3:1, edge <= 3840, pixels in
-# [655_360, 8_294_400] (3840x2160) [SPEC + 3P].
-GPT2_MAX_EDGE = 3840
-GPT2_MIN_PIXELS = 655_360
-GPT2_MAX_PIXELS = 3840 * 2160
-
-#: Output tokens per image (§1.5 table) for gpt-image-1 / -1.5 / -1-mini.
-_OUT_TOKENS: dict[tuple[int, int], dict[str, int]] = {
-    (1024, 1024): {"low": 272, "medium": 1056, "high": 4160},
-    (1024, 1536): {"low": 408, "medium": 1584, "high": 6240},
-    (1536, 1024): {"low": 400, "medium": 1568, "high": 6208},
-}
-#: gpt-image-2 per-image 1024x1024 equivalents (§1.9 prices / $30 per M; medium ~1767 [3P]); scaled by area.
-_GPT2_OUT_TOKENS_1024 = {"low": 200, "medium": 1767, "high": 7033}
-_HIGH_FIDELITY_EXTRA_TOKENS = 4096
-
-_RATE_HEADERS = {
-    "x-ratelimit-limit-requests": "500",
-    "x-ratelimit-remaining-requests": "499",
-    "x-ratelimit-reset-requests": "120ms",
-    "x-ratelimit-limit-tokens": "100000",
-    "x-ratelimit-remaining-tokens": "99000",
-    "x-ratelimit-reset-tokens": "600ms",
-}
-
-_PALETTE = (
-    (231, 76, 60),
-    (46, 204, 113),
-    (52, 152, 219),
-    (241, 196, 15),
-    (155, 89, 182),
-    (26, 188, 156),
-    (230, 126, 34),
-    (236, 240, 241),
-    (52, 73, 94),
-    (192, 57, 43),
-    (39, 174, 96),
-    (41, 128, 185),
-    (243, 156, 18),
-    (142, 68, 173),
-    (22, 160, 133),
-    (127, 140, 141),
+from .openai_rules import (
+    _DATA_URL_RE,
+    _HIGH_FIDELITY_EXTRA_TOKENS,
+    _MIME_OF,
+    _PALETTE,
+    _RATE_HEADERS,
+    DALLE2,
+    DALLE2_MAX_BYTES,
+    DALLE2_SIZES,
+    DALLE2_UNKNOWN,
+    DALLE3,
+    DALLE3_QUALITIES,
+    DALLE3_SIZES,
+    DALLE_FAMILIES,
+    DEFAULT_MODELS,
+    EDIT_FAMILIES,
+    FIDELITIES,
+    FILE_PARAMS,
+    FILE_PURPOSES,
+    GENERATION_PARAMS,
+    GPT_IMAGE_1_MINI,
+    GPT_IMAGE_2,
+    GPT_IMAGE_MAX_BYTES,
+    GPT_ONLY_GENERATION_PARAMS,
+    GPT_PROMPT_MAX,
+    GPT_QUALITIES,
+    IMAGE_MIMES,
+    IMAGE_URL_MAX_CHARS,
+    JSON_PARAMS,
+    MASK_MAX_BYTES,
+    MAX_IMAGES,
+    MULTIPART_PARAMS,
+    PROMPT_MAX,
+    RESPONSE_FORMATS,
+    STYLES,
+    VARIATION_PARAMS,
+    _APIError,
+    _bad_mime,
+    _check_gpt2_size,
+    _check_gpt_output,
+    _check_gpt_size,
+    _check_n,
+    _check_prompt,
+    _dumps,
+    _duplicate,
+    _get_enum,
+    _get_str,
+    _GptOutput,
+    _image_tokens,
+    _Img,
+    _invalid_image,
+    _invalid_type,
+    _invalid_value,
+    _json_kind,
+    _mask_key,
+    _missing,
+    _norm_mime,
+    _output_tokens,
+    _parse_size,
+    _probe,
+    _render,
+    _render_b64,
+    _sse,
+    _stream_error_payload,
+    _unknown_param,
 )
 
-_INT_RE = re.compile(r"[+-]?\d+")
-_SIZE_RE = re.compile(r"(\d{1,6})x(\d{1,6})")
-_DATA_URL_RE = re.compile(r"data:([^;,]*)((?:;[^;,]*)*?);base64,(.*)", re.DOTALL)
+__all__ = [
+    "INJECTABLE",
+    "STREAM_INJECTABLE",
+    "OpenAIEmulator",
+    "RecordedRequest",
+    "StoredFile",
+    "StreamEvent",
+    "StreamFailure",
+    "StreamRecord",
+]
+
+#: The request being handled in this task (lets ``_hang`` watch its client).
+_CURRENT_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar(
+    "openai_emulator_request", default=None
+)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -222,36 +192,78 @@ class StoredFile:
         }
 
 
-class _APIError(Reject):
-    """OpenAI's error envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+@dataclass
+class StreamEvent:
+    """One SSE frame the emulator wrote."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, {"error": {"message": message, "type": type, "param": param, "code": code}},
-                         headers)
+    #: event name: ``image_edit.partial_image``, ``image_generation.completed``, ``error``, ...
+    type: str
+    #: 0-based position in its stream.
+    index: int
+    #: ``time.perf_counter()`` right after the frame was handed to the socket.
+    written_at: float
+    #: ``time.time()`` at the same moment.
+    wall_time: float
+    #: size of the frame on the wire (before chunked framing).
+    nbytes: int
 
 
 @dataclass
-class _Img:
-    param: str  # "image", "mask", "images[0]", ...
-    index: int  # 1-based position among the input images (0 for the mask)
-    data: bytes
-    content_type: str | None
-    width: int = 0
-    height: int = 0
-    mode: str = ""
+class StreamRecord:
+    """A streamed answer (``stream=true`` edit or generation) as the emulator wrote it."""
+
+    request: RecordedRequest
+    #: ``"edit"`` or ``"generation"``.
+    operation: str
+    model: str
+    #: the event names the stream sends when nothing goes wrong, in order.
+    planned: list[str]
+    #: ``time.perf_counter()`` when the 200 headers were written (None if the client left before).
+    started_at: float | None = None
+    events: list[StreamEvent] = field(default_factory=list)
+    #: the completed event was written and the body closed cleanly.
+    completed: bool = False
+    #: ``"error"``, ``"disconnect"`` or ``"hang"`` when an injected stream failure played.
+    injected: str | None = None
+    client_disconnected: bool = False
+    #: ``time.perf_counter()`` when the emulator noticed the client had gone.
+    disconnected_at: float | None = None
+    #: ``time.perf_counter()`` when the emulator stopped writing (body closed, aborted, or client gone).
+    ended_at: float | None = None
+
+    @property
+    def event_types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+    @property
+    def write_times(self) -> list[float]:
+        return [e.written_at for e in self.events]
+
+    @property
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive events."""
+        t = self.write_times
+        return [b - a for a, b in itertools.pairwise(t)]
 
 
 @dataclass
-class _Edit:
+class StreamFailure:
+    """A queued mid-stream failure: after ``after_events`` events, ``action`` (``error``, ``disconnect``,
+    ``hang``) for the next ``times`` streams ``on`` a route (None: any route)."""
+
+    action: str
+    after_events: int
+    times: int
+    on: str | None
+    message: str = "The server had an error while processing your request. Sorry about that!"
+    code: str | None = "server_error"
+    error_type: str = "server_error"
+
+
+@dataclass
+class _Job:
+    """One checked request: an edit, a generation or a variation."""
+
     model: str
     family: str
     prompt: str
@@ -267,246 +279,16 @@ class _Edit:
     input_fidelity: str | None
     stream: bool
     partial_images: int
+    #: ``"edit"``, ``"generation"`` or ``"variation"``.
+    operation: str = "edit"
+    #: dall-e-3 ``style`` (resolved).
+    style: str | None = None
+    #: what answers echo as ``safety_identifier`` (the request's, else its ``user``), if anything.
+    safety_identifier: str | None = None
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Error builders (OpenAI wording where it is known)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _quote_list(values: Iterable[str]) -> str:
-    vals = [f"'{v}'" for v in values]
-    if len(vals) <= 1:
-        return "".join(vals)
-    if len(vals) == 2:
-        return f"{vals[0]} and {vals[1]}"
-    return ", ".join(vals[:-1]) + f", and {vals[-1]}"
-
-
-def _unknown_param(name: str) -> _APIError:
-    return _APIError(400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-
-
-def _missing(name: str) -> _APIError:
-    return _APIError(
-        400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-    )
-
-
-def _invalid_value(name: str, value: Any, allowed: Iterable[str]) -> _APIError:
-    return _APIError(
-        400,
-        f"Invalid value: '{value}'. Supported values are: {_quote_list(allowed)}.",
-        param=name,
-        code="invalid_value",
-    )
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "an unknown value"
-
-
-def _invalid_type(name: str, expected: str, got: str) -> _APIError:
-    return _APIError(
-        400,
-        f"Invalid type for '{name}': expected {expected}, but got {got} instead.",
-        param=name,
-        code="invalid_type",
-    )
-
-
-def _duplicate(name: str) -> _APIError:
-    return _APIError(
-        400,
-        f"Duplicate parameter: '{name}'. You provided multiple values for this parameter, whereas only one "
-        "is "
-        f"allowed. If you are trying to provide a list of values, use the array syntax instead e.g. "
-        f"'{name}[]=<value>'.",
-        param=name,
-        code="duplicate_parameter",
-    )
-
-
-def _bad_mime(param: str, mime: str | None, allowed: Iterable[str] = IMAGE_MIMES) -> _APIError:
-    allowed = sorted(allowed, key=lambda m: ("image/jpeg", "image/png", "image/webp").index(m))
-    return _APIError(
-        400,
-        f"Invalid file '{param}': unsupported mimetype ('{mime or 'application/octet-stream'}'). "
-        f"Supported file formats are {_quote_list(allowed)}.",
-        param=param,
-        code="unsupported_file_mimetype",
-    )
-
-
-def _invalid_image(img: _Img) -> _APIError:
-    what = "mask" if img.index == 0 else f"image {img.index}"
-    return _APIError(
-        400,
-        f"Invalid image file or mode for {what}, please check your image file.",
-        param=img.param,
-        code="invalid_image_file",
-    )
-
-
-def _int_bounds(name: str, value: int, lo: int, hi: int) -> None:
-    if value < lo:
-        raise _APIError(
-            400,
-            f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, but got {value} "
-            "instead.",
-            param=name,
-            code="integer_below_min_value",
-        )
-    if value > hi:
-        raise _APIError(
-            400,
-            f"Invalid '{name}': integer above maximum value. Expected a value <= {hi}, but got {value} "
-            "instead.",
-            param=name,
-            code="integer_above_max_value",
-        )
-
-
-def _mask_key(key: str) -> str:
-    if len(key) <= 8:
-        return key
-    return key[:3] + "*" * (len(key) - 7) + key[-4:]
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Value readers shared by the multipart (all strings) and JSON (typed) encodings
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _get_str(raw: Mapping[str, Any], name: str) -> str | None:
-    v = raw.get(name)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise _invalid_type(name, "a string", _json_kind(v))
-    return v
-
-
-def _get_int(raw: Mapping[str, Any], name: str, form: bool) -> int | None:
-    v = raw.get(name)
-    if v is None:
-        return None
-    if form:
-        s = v.strip()
-        if not _INT_RE.fullmatch(s):
-            raise _invalid_type(name, "an integer", "a string")
-        return int(s)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _invalid_type(name, "an integer", _json_kind(v))
-    return v
-
-
-def _get_bool(raw: Mapping[str, Any], name: str, form: bool) -> bool | None:
-    v = raw.get(name)
-    if v is None:
-        return None
-    if form:
-        low = v.strip().lower()
-        if low in ("true", "false"):
-            return low == "true"
-        raise _invalid_type(name, "a boolean", "a string")
-    if not isinstance(v, bool):
-        raise _invalid_type(name, "a boolean", _json_kind(v))
-    return v
-
-
-def _get_enum(raw: Mapping[str, Any], name: str, allowed: Iterable[str]) -> str | None:
-    v = _get_str(raw, name)
-    if v is not None and v not in allowed:
-        raise _invalid_value(name, v, allowed)
-    return v
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Images: probing inputs, rendering outputs, token accounting
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _probe(data: bytes) -> tuple[str, int, int, str, bool] | None:
-    """Header-only read: (format, width, height, mode, has_tRNS) or None if not a PNG/JPEG/WebP."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
-                return im.format or "", im.width, im.height, im.mode, "transparency" in im.info
-    except Exception:
-        return None
-
-
-def _norm_mime(ct: str | None) -> str | None:
-    if ct is None:
-        return None
-    return ct.split(";", 1)[0].strip().lower()
-
-
-@lru_cache(maxsize=256)
-def _render(width: int, height: int, fmt: str, colour: int, transparent: bool, compression: int) -> bytes:
-    """A real image of the requested size: solid colour, or a coloured square on a clear background."""
-    rgb = _PALETTE[colour % len(_PALETTE)]
-    if transparent:
-        im = Image.new("RGBA", (width, height), (*rgb, 0))
-        im.paste(
-            (*rgb, 255),
-            (
-                width // 4,
-                height // 4,
-                max(width // 4 + 1, 3 * width // 4),
-                max(height // 4 + 1, 3 * height // 4),
-            ),
-        )
-    else:
-        im = Image.new("RGB", (width, height), rgb)
-    buf = io.BytesIO()
-    if fmt == "jpeg":
-        im.convert("RGB").save(buf, "JPEG", quality=max(1, min(95, compression)))
-    elif fmt == "webp":
-        im.save(buf, "WEBP", quality=max(0, min(100, compression)), method=0)
-    else:
-        im.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-@lru_cache(maxsize=256)
-def _render_b64(width: int, height: int, fmt: str, colour: int, transparent: bool, compression: int) -> str:
-    return base64.b64encode(_render(width, height, fmt, colour, transparent, compression)).decode("ascii")
-
-
-def _image_tokens(width: int, height: int) -> int:
-    """Input-image tokens: 65 + 129 per 512px tile (fit in 2048², then short side scaled to 512)."""
-    if width <= 0 or height <= 0:
-        width = height = 1024
-    fit = min(1.0, 2048 / max(width, height))
-    w, h = width * fit, height * fit
-    s = 512 / min(w, h)
-    return 65 + 129 * math.ceil(w * s / 512 - 1e-9) * math.ceil(h * s / 512 - 1e-9)
-
-
-def _output_tokens(family: str, size: tuple[int, int], quality: str) -> int:
-    if family == GPT_IMAGE_2:
-        return round(_GPT2_OUT_TOKENS_1024[quality] * size[0] * size[1] / (1024 * 1024))
-    table = _OUT_TOKENS.get(size)
-    if table is not None:
-        return table[quality]
-    return round(_OUT_TOKENS[(1024, 1024)][quality] * size[0] * size[1] / (1024 * 1024))
+#: The name the edit path (and older tests) use.
+_Edit = _Job
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -535,31 +317,53 @@ INJECTABLE = (
     "disconnect",
 )
 
+#: Mid-stream failures for ``inject(kind, after_events=k)`` (streaming edits and generations only).
+STREAM_INJECTABLE = ("stream_error", "stream_disconnect", "stream_hang")
+
 
 class OpenAIEmulator(LoopbackEmulator):
-    """Strict OpenAI ``/v1/images/edits`` emulator on 127.0.0.1 (ephemeral port by default).
+    """Strict OpenAI Images API emulator (edits, generations, variations) on 127.0.0.1 (ephemeral port by
+    default).
 
     Constructor arguments:
         api_key: the only accepted bearer key (``None`` disables auth).
-        latency: seconds to wait before answering a successful edit (settable attribute). Validation errors
-            answer at once; injected failures wait their own ``delay``.
-        hang: when true, edits are never answered (until ``stop()``) - for client-timeout tests.
+        latency: seconds to wait before answering a successful request (settable attribute). Validation errors
+            answer at once; injected failures wait their own ``delay``. Streams: see the module docstring.
+        hang: when true, image requests are never answered (until ``stop()``) - for client-timeout tests.
         validate: decode image headers with Pillow (type, dimensions, mode); ``False`` keeps only the cheap
             wire checks (field names, MIME types, enums, ranges).
         strict_response_format: reject ``response_format`` for GPT image models with 400 unknown_parameter
             (observed live behaviour); ``False`` accepts and ignores it.
-        models: model id -> rule family (``dall-e-2``, ``gpt-image-1``, ``gpt-image-1-mini``,
-            ``gpt-image-1.5``, ``gpt-image-2``). Defaults to :data:`DEFAULT_MODELS`.
-        default_model: model used when the request has no ``model`` (``gpt-image-1.5`` per current SDKs).
+        models: model id -> rule family (``dall-e-2``, ``dall-e-3``, ``gpt-image-1``, ``gpt-image-1-mini``,
+            ``gpt-image-1.5``, ``gpt-image-2``). Defaults to :data:`DEFAULT_MODELS`. Drop the DALL·E ids to
+            play their retirement (404 ``model_not_found``).
+        default_model: edit model used when the request has no ``model`` (``gpt-image-1.5`` per current SDKs).
+        default_generation_model: generation model used when the request has no ``model`` (``dall-e-2``, the
+            spec's default).
+        default_gpt_generation_model: generation model used when the request has no ``model`` but carries a
+            GPT-only parameter (the spec says "a GPT image model", not which: [UNCONFIRMED]). ``None``: use
+            ``default_generation_model`` anyway (the GPT-only parameter is then refused as unknown).
+        dalle2_quality_unknown: refuse any ``quality`` on dall-e-2 generations as an unknown parameter (what
+            third parties observed in 2025) instead of accepting ``standard`` (what the spec says).
+        echo_safety_identifier: answers (GPT JSON bodies, ``*.completed`` events) carry ``safety_identifier``
+            - the request's, else its ``user`` - as openai-python 3.57's types describe.
         unknown_model_status: 404 ``model_not_found`` (default) or 400 ``invalid_value``.
-        multipart_moderation: accept ``moderation`` in multipart bodies ([UNCONFIRMED] upstream).
-        extra_params: further parameter names to accept and ignore (e.g. newer SDK fields).
-        record: keep ``requests``; turn off for long load tests.
+        multipart_moderation: accept ``moderation`` in multipart edit bodies ([UNCONFIRMED] upstream).
+        extra_params: further parameter names to accept and ignore on every route (e.g. newer SDK fields).
+        stream_interval: seconds between consecutive stream events (None: spread ``latency``).
+        stream_gate: hold each stream event until :meth:`release_stream_events` (settable attribute).
+        disconnect_poll: how often (s) a waiting request checks whether its client has gone (0: only on writes).
+        record: keep ``requests`` and ``streams``; turn off for long load tests.
 
     Failures are queued ``on`` a request path (default ``/v1/images/edits``; ``None``: every route).
     """
 
-    failure_route = "/v1/images/edits"
+    #: Paths, for ``on=`` and for filtering :attr:`requests`.
+    EDITS = "/v1/images/edits"
+    GENERATIONS = "/v1/images/generations"
+    VARIATIONS = "/v1/images/variations"
+
+    failure_route = EDITS
     shutdown_timeout = 2.0
 
     def __init__(
@@ -574,9 +378,16 @@ class OpenAIEmulator(LoopbackEmulator):
         port: int = 0,
         models: Mapping[str, str] | None = None,
         default_model: str = "gpt-image-1.5",
+        default_generation_model: str = "dall-e-2",
+        default_gpt_generation_model: str | None = "gpt-image-1",
+        dalle2_quality_unknown: bool = False,
+        echo_safety_identifier: bool = True,
         unknown_model_status: int = 404,
         multipart_moderation: bool = True,
         extra_params: Iterable[str] = (),
+        stream_interval: float | None = None,
+        stream_gate: bool = False,
+        disconnect_poll: float = 0.02,
         record: bool = True,
         organization: str = "org-emulator",
         openai_version: str = "2020-10-01",
@@ -587,23 +398,39 @@ class OpenAIEmulator(LoopbackEmulator):
         self.strict_response_format = strict_response_format
         self.models: dict[str, str] = dict(DEFAULT_MODELS if models is None else models)
         self.default_model = default_model
+        self.default_generation_model = default_generation_model
+        self.default_gpt_generation_model = default_gpt_generation_model
+        self.dalle2_quality_unknown = dalle2_quality_unknown
+        self.echo_safety_identifier = echo_safety_identifier
         if unknown_model_status not in (400, 404):
             raise ValueError("unknown_model_status must be 400 or 404")
         self.unknown_model_status = unknown_model_status
         self.organization = organization
         self.openai_version = openai_version
+        self.stream_interval = stream_interval
+        self.stream_gate = stream_gate
+        self.disconnect_poll = disconnect_poll
 
         extra = frozenset(extra_params)
         self._multipart_params = (
             MULTIPART_PARAMS | extra | ({"moderation"} if multipart_moderation else set())
         )
         self._json_params = JSON_PARAMS | extra
+        self._generation_params = GENERATION_PARAMS | extra
+        self._variation_params = VARIATION_PARAMS | extra
 
         #: http(s) image URLs JSON edits referenced, in order (whether registered or not).
         self.url_requests: list[str] = []
         #: Files API store: id -> StoredFile.
         self.files: dict[str, StoredFile] = {}
+        #: every streamed answer, oldest first (when ``record``).
+        self.streams: list[StreamRecord] = []
+        #: requests whose client went away before the answer was complete (when ``record``).
+        self.client_disconnects: list[RecordedRequest] = []
         self._served: OrderedDict[str, bytes] = OrderedDict()
+        self._stream_failures: list[StreamFailure] = []
+        self._gate_permits = 0
+        self._gate_event = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -612,8 +439,15 @@ class OpenAIEmulator(LoopbackEmulator):
         """OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"{self.url}/v1"
 
+    async def start(self) -> Self:
+        if self._runner is None:
+            self._gate_event = asyncio.Event()
+        return await super().start()
+
     def _routes(self, r: web.UrlDispatcher) -> None:
-        r.add_post("/v1/images/edits", self._handle_edits)
+        r.add_post(self.EDITS, self._handle_edits)
+        r.add_post(self.GENERATIONS, self._handle_generations)
+        r.add_post(self.VARIATIONS, self._handle_variations)
         r.add_post("/v1/files", self._handle_file_upload)
         r.add_get("/v1/files", self._handle_file_list)
         r.add_get("/v1/files/{file_id}", self._handle_file_get)
@@ -627,19 +461,44 @@ class OpenAIEmulator(LoopbackEmulator):
 
     # ---------------------------------------------------------------- test helpers
 
+    def _posts_to(self, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path and r.method == "POST"]
+
     @property
     def edit_requests(self) -> list[RecordedRequest]:
         """Recorded ``POST /v1/images/edits`` requests."""
-        return [r for r in self.requests if r.path == "/v1/images/edits" and r.method == "POST"]
+        return self._posts_to(self.EDITS)
+
+    @property
+    def generation_requests(self) -> list[RecordedRequest]:
+        """Recorded ``POST /v1/images/generations`` requests (``.json`` holds the body)."""
+        return self._posts_to(self.GENERATIONS)
+
+    @property
+    def variation_requests(self) -> list[RecordedRequest]:
+        """Recorded ``POST /v1/images/variations`` requests (``.fields`` / ``.files`` hold the form)."""
+        return self._posts_to(self.VARIATIONS)
 
     @property
     def last_request(self) -> RecordedRequest | None:
         return self.requests[-1] if self.requests else None
 
+    @property
+    def last_stream(self) -> StreamRecord | None:
+        return self.streams[-1] if self.streams else None
+
+    def stream_for(self, request: RecordedRequest | str) -> StreamRecord | None:
+        """The stream answering a recorded request (or a request id, e.g. the ``x-request-id`` header)."""
+        rid = request if isinstance(request, str) else request.request_id
+        return next((s for s in self.streams if s.request.request_id == rid), None)
+
     def clear(self) -> None:
-        """Forget recorded requests and referenced URLs (pending failures and stored files stay)."""
+        """Forget recorded requests, streams, disconnects and referenced URLs (pending failures and stored
+        files stay)."""
         self.requests.clear()
         self.url_requests.clear()
+        self.streams.clear()
+        self.client_disconnects.clear()
 
     def add_file(self, data: bytes, filename: str = "image.png", purpose: str = "vision") -> str:
         """Store a file as if uploaded through ``POST /v1/files``; returns its id."""
@@ -647,6 +506,61 @@ class OpenAIEmulator(LoopbackEmulator):
         ct = _MIME_OF.get((_probe(data) or ("",))[0])
         self.files[fid] = StoredFile(fid, filename, purpose, bytes(data), ct, int(time.time()))
         return fid
+
+    def release_stream_events(self, count: int = 1) -> None:
+        """With ``stream_gate``: let ``count`` more stream events (of any stream) be written."""
+        self._gate_permits += count
+        self._gate_event.set()
+
+    def fail_stream(
+        self,
+        after_events: int = 0,
+        *,
+        action: str = "error",
+        message: str | None = None,
+        code: str | None = "server_error",
+        error_type: str = "server_error",
+        times: int = 1,
+        on: str | EllipsisType | None = ...,
+    ) -> None:
+        """Queue a mid-stream failure for the next ``times`` streams ``on`` a route (default
+        :attr:`failure_route`; None: any): after ``after_events`` events, ``action`` = ``error`` (an
+        ``event: error`` frame with ``message``/``code``/``error_type``, then a clean close), ``disconnect``
+        (abort the connection) or ``hang`` (send nothing more, keep the connection open)."""
+        if action not in ("error", "disconnect", "hang"):
+            raise ValueError("action must be 'error', 'disconnect' or 'hang'")
+        if after_events < 0:
+            raise ValueError("after_events must be >= 0")
+        route = self.failure_route if isinstance(on, EllipsisType) else on
+        failure = StreamFailure(action, after_events, times, route, code=code, error_type=error_type)
+        if message is not None:
+            failure.message = message
+        self._stream_failures.append(failure)
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        on: str | EllipsisType | None = ...,
+        after_events: int = 0,
+    ) -> None:
+        """Queue a realistic failure: one of :data:`INJECTABLE` (answered instead of the request), or one of
+        :data:`STREAM_INJECTABLE` (played ``after_events`` events into the next stream)."""
+        if kind in STREAM_INJECTABLE:
+            self.fail_stream(after_events, action=kind.removeprefix("stream_"), times=times, on=on)
+            return
+        super().inject(kind, times=times, retry_after=retry_after, delay=delay, on=on)
+
+    @property
+    def pending_failures(self) -> int:
+        return super().pending_failures + sum(f.times for f in self._stream_failures)
+
+    def reset_failures(self) -> None:
+        super().reset_failures()
+        self._stream_failures.clear()
 
     def _canned(self, kind: str, retry_after: float | None) -> Canned:
         """A realistic §1.7 failure; ``kind`` is one of :data:`INJECTABLE`."""
@@ -831,6 +745,113 @@ class OpenAIEmulator(LoopbackEmulator):
             raise _APIError(400, f"Could not parse multipart form: {e}") from None
 
     # ---------------------------------------------------------------- /v1/images/edits
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        token = _CURRENT_REQUEST.set(request)
+        try:
+            return await super()._middleware(request, handler)
+        finally:
+            _CURRENT_REQUEST.reset(token)
+
+    async def _wait(self, request: web.Request, seconds: float) -> bool:
+        """Wait ``seconds`` (cut short by ``stop()``); False as soon as the client has gone."""
+        if request.transport is None:
+            return False
+        if seconds <= 0:
+            return True
+        poll = self.disconnect_poll
+        if poll <= 0:
+            if math.isfinite(seconds):
+                await self._sleep(seconds)
+            else:
+                await self._closing.wait()
+            return request.transport is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while not self._closing.is_set():
+            left = end - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, poll))
+            if request.transport is None:
+                return False
+        return True
+
+    def _note_disconnect(self, request: web.Request, stream: StreamRecord | None = None) -> None:
+        rec = request[RECORD]
+        if self.record and all(r is not rec for r in self.client_disconnects):
+            self.client_disconnects.append(rec)
+        if stream is not None and not stream.client_disconnected:
+            stream.client_disconnected = True
+            stream.disconnected_at = time.perf_counter()
+
+    def _dropped(self, request: web.Request) -> asyncio.CancelledError:
+        """The client left while the emulator worked: note it and stop (the request keeps ``status=None``)."""
+        self._note_disconnect(request)
+        return asyncio.CancelledError()
+
+    async def _hang(self) -> web.StreamResponse:
+        """Never answer (until the emulator stops), but notice a client that gives up."""
+        request = _CURRENT_REQUEST.get()
+        if request is None:  # pragma: no cover - every route runs through _middleware
+            return await super()._hang()
+        while not self._closing.is_set():
+            if not await self._wait(request, 3600.0):
+                raise self._dropped(request)
+        raise self._shutting_down()
+
+    async def _read_json(self, request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise _APIError(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+                "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+                "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+                "contact us through our help center at help.openai.com.)",
+            ) from None
+        request[RECORD].json = body
+        return body
+
+    @staticmethod
+    def _bad_content_type(request: web.Request, expected: str) -> _APIError:
+        return _APIError(
+            400, f"Invalid Content-Type header ({request.headers.get('Content-Type', '')}), expected {expected}."
+        )
+
+    async def _answer(self, request: web.Request, job: _Job) -> web.StreamResponse:
+        """A checked request's success answer: hang, stream, or JSON after ``latency``."""
+        if self.hang:
+            return await self._hang()
+        if job.stream:
+            return await self._stream(request, job)
+        if not await self._wait(request, self.latency):
+            raise self._dropped(request)
+        return self._json_response(self._result(job), headers=_RATE_HEADERS)
+
+    def _resolve_model(self, model: Any, default: str | None = None) -> tuple[str, str]:
+        if model is None:
+            model = default or self.default_model
+        if not isinstance(model, str):
+            raise _invalid_type("model", "a string", _json_kind(model))
+        family = self.models.get(model)
+        if family is None:
+            if self.unknown_model_status == 404:
+                raise _APIError(
+                    404,
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    code="model_not_found",
+                )
+            raise _invalid_value("model", model, self.models)
+        return model, family
+
+    def _check_edit_model(self, model: str, family: str) -> None:
+        if family not in EDIT_FAMILIES:
+            raise _invalid_value("model", model, [m for m, f in self.models.items() if f in EDIT_FAMILIES])
+
+    # ---------------------------------------------------------------- /v1/images/edits
 
     async def _handle_edits(self, request: web.Request) -> web.StreamResponse:
         rec = request[RECORD]
@@ -843,27 +864,10 @@ class OpenAIEmulator(LoopbackEmulator):
                 parts = await self._read_multipart(request)
                 rec.add_parts(parts)
             elif ctype == "application/json":
-                raw = await request.read()
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    raise _APIError(
-                        400,
-                        "We could not parse the JSON body of your request. (HINT: This likely means you "
-                        "aren't "
-                        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what "
-                        "was "
-                        "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
-                        "contact us through our help center at help.openai.com.)",
-                    ) from None
-                rec.json = body
+                body = await self._read_json(request)
             else:
                 await request.read()
-                raise _APIError(
-                    400,
-                    f"Invalid Content-Type header ({request.headers.get('Content-Type', '')}), expected "
-                    "multipart/form-data or application/json.",
-                )
+                raise self._bad_content_type(request, "multipart/form-data or application/json")
         except _APIError as e:
             parse_error = e
 
@@ -881,28 +885,7 @@ class OpenAIEmulator(LoopbackEmulator):
         if parse_error is not None:
             raise parse_error
         edit = self._parse_multipart_edit(parts) if body is None else self._parse_json_edit(body)
-        if self.hang:
-            return await self._hang()
-        if edit.stream:
-            return await self._stream(request, edit)
-        await self._sleep(self.latency)
-        return self._json_response(self._result(edit), headers=_RATE_HEADERS)
-
-    def _resolve_model(self, model: Any) -> tuple[str, str]:
-        if model is None:
-            model = self.default_model
-        if not isinstance(model, str):
-            raise _invalid_type("model", "a string", _json_kind(model))
-        family = self.models.get(model)
-        if family is None:
-            if self.unknown_model_status == 404:
-                raise _APIError(
-                    404,
-                    f"The model `{model}` does not exist or you do not have access to it.",
-                    code="model_not_found",
-                )
-            raise _invalid_value("model", model, self.models)
-        return model, family
+        return await self._answer(request, edit)
 
     def _parse_multipart_edit(self, parts: list[Part]) -> _Edit:
         # 1. names: unknown / duplicated / wrong kind
@@ -938,6 +921,7 @@ class OpenAIEmulator(LoopbackEmulator):
 
         # 2. model, then model-specific parameter support
         model, family = self._resolve_model(raw.get("model"))
+        self._check_edit_model(model, family)
         if family == DALLE2:
             for name in DALLE2_UNKNOWN:
                 if name in raw:
@@ -980,6 +964,7 @@ class OpenAIEmulator(LoopbackEmulator):
             if name not in self._json_params:
                 raise _unknown_param(name)
         model, family = self._resolve_model(body.get("model"))
+        self._check_edit_model(model, family)
         if family == DALLE2:
             raise _APIError(
                 400,
@@ -1075,17 +1060,18 @@ class OpenAIEmulator(LoopbackEmulator):
             return _Img(param, index, data, mime)
         if value.startswith(("http://", "https://")):
             self.url_requests.append(value)
-            data = self._urls.get(value)
-            if data is None:
+            fetched = self._urls.get(value)
+            if fetched is None:
                 raise _APIError(400, f"Error while downloading {value}.", param=sub, code="invalid_image_url")
-            probe = _probe(data)
-            return _Img(param, index, data, _MIME_OF.get(probe[0]) if probe else "application/octet-stream")
+            probe = _probe(fetched)
+            return _Img(param, index, fetched, _MIME_OF.get(probe[0]) if probe else "application/octet-stream")
         raise _APIError(
             400,
             f"Invalid '{sub}': Expected a valid URL, but got a value with an invalid format.",
             param=sub,
             code="invalid_value",
         )
+
 
     def _build_edit(
         self,
@@ -1114,80 +1100,24 @@ class OpenAIEmulator(LoopbackEmulator):
                 )
             fidelity = _get_enum(raw, "input_fidelity", FIDELITIES)
 
-        # prompt
-        prompt = raw.get("prompt")
-        if not isinstance(prompt, str):
-            raise _invalid_type("prompt", "a string", _json_kind(prompt))
-        max_len = 1000 if dalle else 32000
-        if not prompt:
-            raise _APIError(
-                400,
-                "Invalid 'prompt': empty string. Expected a string with minimum length 1, but got an empty "
-                "string "
-                "instead.",
-                param="prompt",
-                code="empty_string",
-            )
-        if len(prompt) > max_len:
-            raise _APIError(
-                400,
-                f"Invalid 'prompt': string too long. Expected a string with maximum length {max_len}, but "
-                "got a "
-                f"string with length {len(prompt)} instead.",
-                param="prompt",
-                code="string_above_max_length",
-            )
-
-        n = _get_int(raw, "n", form)
-        n = 1 if n is None else n
-        _int_bounds("n", n, 1, 10)
+        prompt = _check_prompt(raw, PROMPT_MAX[DALLE2] if dalle else GPT_PROMPT_MAX)
+        n = _check_n(raw, form)
 
         # size / quality / formats
-        size_s = _get_str(raw, "size")
         if dalle:
-            size_s = size_s or "1024x1024"
+            size_s = _get_str(raw, "size") or "1024x1024"
             if size_s not in DALLE2_SIZES:
                 raise _invalid_value("size", size_s, DALLE2_SIZES)
             quality = _get_str(raw, "quality")
             if quality is not None and quality != "standard":
                 raise _invalid_value("quality", quality, ("standard",))
             response_format = _get_enum(raw, "response_format", RESPONSE_FORMATS) or "url"
-            output_format, compression, background = "png", 100, "opaque"
-            stream, partial = False, 0
+            out = _GptOutput(background="opaque")
         else:
-            size_s = size_s or "auto"
-            if family == GPT_IMAGE_2:
-                self._check_gpt2_size(size_s)
-            elif size_s not in GPT_SIZES:
-                raise _invalid_value("size", size_s, GPT_SIZES)
+            size_s = _check_gpt_size(family, raw)
             quality = _get_enum(raw, "quality", GPT_QUALITIES) or "auto"
             response_format = "b64_json"
-            output_format = _get_enum(raw, "output_format", OUTPUT_FORMATS) or "png"
-            comp = _get_int(raw, "output_compression", form)
-            if comp is not None:
-                _int_bounds("output_compression", comp, 0, 100)
-                if output_format == "png" and comp < 100:
-                    raise _APIError(
-                        400,
-                        "Compression less than 100 is not supported for PNG output format.",
-                        param="output_compression",
-                        code="invalid_value",
-                    )
-            compression = 100 if comp is None else comp
-            background = _get_enum(raw, "background", BACKGROUNDS) or "auto"
-            if background == "transparent" and output_format == "jpeg":
-                raise _APIError(
-                    400,
-                    "Transparent background is not supported for the jpeg output format. Use 'png' or "
-                    "'webp'.",
-                    param="background",
-                    code="invalid_value",
-                )
-            _get_enum(raw, "moderation", MODERATIONS)
-            stream = bool(_get_bool(raw, "stream", form))
-            p = _get_int(raw, "partial_images", form)
-            partial = 0 if p is None else p
-            _int_bounds("partial_images", partial, 0, 3)
+            out = _check_gpt_output(raw, form)
         _get_str(raw, "user")
 
         # input images
@@ -1201,62 +1131,26 @@ class OpenAIEmulator(LoopbackEmulator):
         if mask is not None:
             self._check_mask(mask, images[0])
 
-        if size_s == "auto":
-            size = (1024, 1024)
-        else:
-            w, _, h = size_s.partition("x")
-            size = (int(w), int(h))
-        return _Edit(
+        return _Job(
             model=model,
             family=family,
             prompt=prompt,
             images=images,
             mask=mask,
             n=n,
-            size=size,
+            size=_parse_size(size_s),
             quality=quality if not dalle else None,
             response_format=response_format,
-            output_format=output_format,
-            output_compression=compression,
-            background=background,
+            output_format=out.output_format,
+            output_compression=out.output_compression,
+            background=out.background,
             input_fidelity=fidelity if not dalle else None,
-            stream=stream,
-            partial_images=partial,
+            stream=out.stream,
+            partial_images=out.partial_images,
         )
 
-    @staticmethod
-    def _check_gpt2_size(size: str) -> None:
-        if size in GPT_SIZES:
-            return
-        m = _SIZE_RE.fullmatch(size)
-        if m is None:
-            raise _APIError(
-                400,
-                f"Invalid value: '{size}'. Supported values are: 'auto' or a size in the form "
-                "'WIDTHxHEIGHT', "
-                "e.g. '1536x864'.",
-                param="size",
-                code="invalid_value",
-            )
-        w, h = int(m.group(1)), int(m.group(2))
-        problems = []
-        if w % 16 or h % 16:
-            problems.append("width and height must both be multiples of 16")
-        if w == 0 or h == 0 or max(w, h) > 3 * min(w, h):
-            problems.append("the aspect ratio must be between 1:3 and 3:1")
-        if max(w, h) > GPT2_MAX_EDGE:
-            problems.append(f"the longest edge must be at most {GPT2_MAX_EDGE}px")
-        if w * h > GPT2_MAX_PIXELS:
-            problems.append(f"the total pixel count must be at most {GPT2_MAX_PIXELS} (3840x2160)")
-        if w * h < GPT2_MIN_PIXELS:
-            problems.append(f"the total pixel count must be at least {GPT2_MIN_PIXELS}")
-        if problems:
-            raise _APIError(
-                400,
-                f"Invalid size '{size}': " + "; ".join(problems) + ".",
-                param="size",
-                code="invalid_value",
-            )
+    _check_gpt2_size = staticmethod(_check_gpt2_size)
+
 
     def _probe_into(self, img: _Img) -> bool:
         """Fill width/height/mode from the header. False if the bytes are not the declared image type."""
@@ -1336,22 +1230,217 @@ class OpenAIEmulator(LoopbackEmulator):
                 code="invalid_image_file",
             )
 
+    # ---------------------------------------------------------------- /v1/images/generations
+
+    async def _handle_generations(self, request: web.Request) -> web.StreamResponse:
+        parse_error: _APIError | None = None
+        body: Any = None
+        try:
+            if request.content_type == "application/json":
+                body = await self._read_json(request)
+            else:
+                await request.read()
+                raise self._bad_content_type(request, "application/json")
+        except _APIError as e:
+            parse_error = e
+
+        self._check_auth(request)
+        model_hint = body.get("model") if isinstance(body, dict) else None
+        canned = await self._failure(
+            request,
+            request.path,
+            model=model_hint if isinstance(model_hint, str) else self.default_generation_model,
+        )
+        if canned is not None:
+            return canned
+        if parse_error is not None:
+            raise parse_error
+        return await self._answer(request, self._parse_generation(body))
+
+    def _parse_generation(self, body: Any) -> _Job:
+        if not isinstance(body, dict):
+            raise _APIError(
+                400,
+                f"Invalid type for request body: expected an object, but got {_json_kind(body)} instead.",
+                code="invalid_type",
+            )
+        for name in body:
+            if name not in self._generation_params:
+                raise _unknown_param(name)
+
+        def given(name: str) -> bool:  # an explicit null counts as absent: every field is nullable [SPEC]
+            return body.get(name) is not None
+
+        default = self.default_generation_model
+        if self.default_gpt_generation_model and any(given(p) for p in GPT_ONLY_GENERATION_PARAMS):
+            default = self.default_gpt_generation_model
+        model, family = self._resolve_model(body.get("model"), default)
+        dalle = family in DALLE_FAMILIES
+
+        # model-specific parameter support
+        if dalle:
+            for name in GPT_ONLY_GENERATION_PARAMS:
+                if given(name):
+                    raise _unknown_param(name)
+            if family == DALLE2 and given("style"):
+                raise _unknown_param("style")
+            if family == DALLE2 and self.dalle2_quality_unknown and given("quality"):
+                raise _unknown_param("quality")
+        else:
+            if given("style"):
+                raise _unknown_param("style")
+            if given("response_format") and self.strict_response_format:
+                raise _unknown_param("response_format")
+
+        if "prompt" not in body:
+            raise _missing("prompt")
+        prompt = _check_prompt(body, PROMPT_MAX.get(family, GPT_PROMPT_MAX))
+        n = _check_n(body, form=False)
+        if family == DALLE3 and n != 1:
+            raise _APIError(400, "You must provide n=1 for this model.")
+
+        style = None
+        if family == DALLE3:
+            size_s = _get_str(body, "size") or "1024x1024"
+            if size_s not in DALLE3_SIZES:
+                # what dall-e-3 answered for 256x256 / 512x512 [3P, 2024]
+                raise _APIError(400, "The size is not supported by this model.", code="invalid_size")
+            quality = _get_enum(body, "quality", DALLE3_QUALITIES) or "standard"
+            quality = "standard" if quality == "auto" else quality
+            style = _get_enum(body, "style", STYLES) or "vivid"
+        elif family == DALLE2:
+            size_s = _get_str(body, "size") or "1024x1024"
+            if size_s not in DALLE2_SIZES:
+                raise _invalid_value("size", size_s, DALLE2_SIZES)
+            quality = _get_enum(body, "quality", ("standard",)) or "standard"
+        else:
+            size_s = _check_gpt_size(family, body)
+            quality = _get_enum(body, "quality", GPT_QUALITIES) or "auto"
+        if dalle:
+            response_format = _get_enum(body, "response_format", RESPONSE_FORMATS) or "url"
+            out = _GptOutput(background="opaque")
+        else:
+            _get_enum(body, "response_format", RESPONSE_FORMATS)  # lenient mode: checked, then ignored
+            response_format = "b64_json"
+            out = _check_gpt_output(body, form=False)
+        user = _get_str(body, "user")
+        safety_identifier = _get_str(body, "safety_identifier")
+
+        return _Job(
+            model=model,
+            family=family,
+            prompt=prompt,
+            images=[],
+            mask=None,
+            n=n,
+            size=_parse_size(size_s),
+            quality=quality,
+            response_format=response_format,
+            output_format=out.output_format,
+            output_compression=out.output_compression,
+            background=out.background,
+            input_fidelity=None,
+            stream=out.stream,
+            partial_images=out.partial_images,
+            operation="generation",
+            style=style,
+            safety_identifier=(safety_identifier or user or None) if self.echo_safety_identifier else None,
+        )
+
+    # ---------------------------------------------------------------- /v1/images/variations
+
+    async def _handle_variations(self, request: web.Request) -> web.StreamResponse:
+        rec = request[RECORD]
+        parse_error: _APIError | None = None
+        parts: list[Part] = []
+        try:
+            if request.content_type == "multipart/form-data":
+                parts = await self._read_multipart(request)
+                rec.add_parts(parts)
+            else:
+                await request.read()
+                raise self._bad_content_type(request, "multipart/form-data")
+        except _APIError as e:
+            parse_error = e
+
+        self._check_auth(request)
+        model_hint = rec.fields.get("model")
+        canned = await self._failure(request, request.path, model=model_hint if isinstance(model_hint, str) else DALLE2)
+        if canned is not None:
+            return canned
+        if parse_error is not None:
+            raise parse_error
+        return await self._answer(request, self._parse_variation(parts))
+
+    def _parse_variation(self, parts: list[Part]) -> _Job:
+        seen: set[str] = set()
+        for name, _fn, _ct, _value in parts:
+            if name not in self._variation_params:
+                raise _unknown_param(name)
+            if name in seen:
+                raise _duplicate(name)
+            seen.add(name)
+        raw: dict[str, Any] = {}
+        images: list[_Img] = []
+        for name, _fn, ct, value in parts:
+            if name == "image":
+                if not isinstance(value, bytes):
+                    raise _invalid_type("image", "a file", "a string")
+                images.append(_Img("image", 1, value, ct))
+            elif isinstance(value, bytes):
+                raise _invalid_type(name, "a string", "a file")
+            else:
+                raw[name] = value
+
+        model = raw.get("model") or DALLE2
+        if self.models.get(model) != DALLE2:
+            # the live answer when an endpoint's model enum is just dall-e-2 [3P]
+            raise _APIError(
+                400, f"Invalid value: '{model}'. Value must be 'dall-e-2'.", param="model", code="invalid_value"
+            )
+        if not images:
+            raise _missing("image")
+        n = _check_n(raw, form=True)
+        size_s = _get_enum(raw, "size", DALLE2_SIZES) or "1024x1024"
+        response_format = _get_enum(raw, "response_format", RESPONSE_FORMATS) or "url"
+        _get_str(raw, "user")
+        # square PNG under 4 MB; no alpha needed (only dall-e-2 *edits* without a mask paint into transparency)
+        self._check_dalle_image(images[0], has_mask=True)
+        return _Job(
+            model=model,
+            family=DALLE2,
+            prompt="",
+            images=images,
+            mask=None,
+            n=n,
+            size=_parse_size(size_s),
+            quality=None,
+            response_format=response_format,
+            output_format="png",
+            output_compression=100,
+            background="opaque",
+            input_fidelity=None,
+            stream=False,
+            partial_images=0,
+            operation="variation",
+        )
+
     # ---------------------------------------------------------------- results
 
     @staticmethod
-    def _resolved_quality(edit: _Edit) -> str:
-        return "high" if edit.quality in (None, "auto") else edit.quality
+    def _resolved_quality(job: _Job) -> str:
+        return "high" if job.quality in (None, "auto") else job.quality
 
     @staticmethod
-    def _resolved_background(edit: _Edit) -> str:
-        return "transparent" if edit.background == "transparent" else "opaque"
+    def _resolved_background(job: _Job) -> str:
+        return "transparent" if job.background == "transparent" else "opaque"
 
-    def _usage(self, edit: _Edit, with_output_details: bool = True) -> dict[str, Any]:
-        text = max(1, (len(edit.prompt) + 3) // 4)
-        image = sum(_image_tokens(img.width, img.height) for img in edit.images)
-        if edit.input_fidelity == "high" or edit.family == GPT_IMAGE_2:
+    def _usage(self, job: _Job, with_output_details: bool = True) -> dict[str, Any]:
+        text = max(1, (len(job.prompt) + 3) // 4)
+        image = sum(_image_tokens(img.width, img.height) for img in job.images)
+        if job.images and (job.input_fidelity == "high" or job.family == GPT_IMAGE_2):
             image += _HIGH_FIDELITY_EXTRA_TOKENS
-        out = _output_tokens(edit.family, edit.size, self._resolved_quality(edit)) * edit.n
+        out = _output_tokens(job.family, job.size, self._resolved_quality(job)) * job.n
         usage: dict[str, Any] = {
             "total_tokens": text + image + out,
             "input_tokens": text + image,
@@ -1362,42 +1451,57 @@ class OpenAIEmulator(LoopbackEmulator):
             usage["output_tokens_details"] = {"image_tokens": out, "text_tokens": 0}
         return usage
 
-    def _colour(self, edit: _Edit, i: int) -> int:
-        return (zlib.crc32(edit.prompt.encode()) + i) % len(_PALETTE)
+    def _colour(self, job: _Job, i: int) -> int:
+        seed = zlib.crc32(job.prompt.encode()) if job.prompt else zlib.crc32(job.images[0].data[:4096])
+        return (seed + i) % len(_PALETTE)
 
-    def _result(self, edit: _Edit) -> dict[str, Any]:
-        w, h = edit.size
+    @staticmethod
+    def _revised_prompt(job: _Job) -> str:
+        """dall-e-3 rewrites every prompt; a deterministic stand-in that is visibly not the original."""
+        look = "vivid, hyper-real and dramatic" if job.style == "vivid" else "natural, understated and realistic"
+        return (
+            f"{job.prompt.rstrip(' .')}. The scene is rendered in a {look} style, with careful attention to "
+            "lighting, composition and fine detail."
+        )
+
+    def _result(self, job: _Job) -> dict[str, Any]:
+        w, h = job.size
         created = int(time.time())
-        if edit.family == DALLE2:
-            if edit.response_format == "b64_json":
-                data = [
-                    {"b64_json": _render_b64(w, h, "png", self._colour(edit, i), False, 100)}
-                    for i in range(edit.n)
-                ]
-            else:
-                data = [
-                    {"url": self._serve(_render(w, h, "png", self._colour(edit, i), False, 100))}
-                    for i in range(edit.n)
-                ]
+        if job.family in DALLE_FAMILIES:
+            data = []
+            for i in range(job.n):
+                colour = self._colour(job, i)
+                item: dict[str, Any] = {}
+                if job.family == DALLE3:
+                    item["revised_prompt"] = self._revised_prompt(job)
+                if job.response_format == "b64_json":
+                    item["b64_json"] = _render_b64(w, h, "png", colour, False, 100)
+                else:
+                    item["url"] = self._serve(_render(w, h, "png", colour, False, 100))
+                data.append(item)
             return {"created": created, "data": data}
-        transparent = edit.background == "transparent"
+        transparent = job.background == "transparent"
         data = [
             {
                 "b64_json": _render_b64(
-                    w, h, edit.output_format, self._colour(edit, i), transparent, edit.output_compression
+                    w, h, job.output_format, self._colour(job, i), transparent, job.output_compression
                 )
             }
-            for i in range(edit.n)
+            for i in range(job.n)
         ]
-        return {
+        result = {
             "created": created,
             "data": data,
-            "background": self._resolved_background(edit),
-            "output_format": edit.output_format,
+            "background": self._resolved_background(job),
+            "output_format": job.output_format,
             "size": f"{w}x{h}",
-            "quality": self._resolved_quality(edit),
-            "usage": self._usage(edit),
+            "quality": self._resolved_quality(job),
+            "usage": self._usage(job),
         }
+        if job.safety_identifier:
+            result["safety_identifier"] = job.safety_identifier
+        return result
+
 
     def _serve(self, png: bytes) -> str:
         name = f"img-{secrets.token_urlsafe(18)}"
@@ -1411,7 +1515,107 @@ class OpenAIEmulator(LoopbackEmulator):
             f"{self.url}/files/{name}.png?st={st}&se={se}&sp=r&sv=2021-08-06&sr=b&sig={secrets.token_hex(16)}"
         )
 
-    async def _stream(self, request: web.Request, edit: _Edit) -> web.StreamResponse:
+    # ---------------------------------------------------------------- streaming (edits and generations)
+
+    def _take_stream_failure(self, path: str) -> StreamFailure | None:
+        f = next((f for f in self._stream_failures if f.on is None or f.on == path), None)
+        if f is not None:
+            f.times -= 1
+            if f.times <= 0:
+                self._stream_failures.remove(f)
+        return f
+
+    def _stream_frames(self, job: _Job) -> list[tuple[str, dict[str, Any]]]:
+        prefix = "image_generation" if job.operation == "generation" else "image_edit"
+        w, h = job.size
+        transparent = job.background == "transparent"
+        common = {
+            "created_at": int(time.time()),
+            "size": f"{w}x{h}",
+            "quality": self._resolved_quality(job),
+            "background": self._resolved_background(job),
+            "output_format": job.output_format,
+        }
+
+        def image(colour: int) -> str:
+            return _render_b64(w, h, job.output_format, colour, transparent, job.output_compression)
+
+        frames: list[tuple[str, dict[str, Any]]] = []
+        for i in range(job.partial_images):
+            name = f"{prefix}.partial_image"
+            frames.append(
+                (name, {"type": name, "b64_json": image(self._colour(job, i + 1)), **common, "partial_image_index": i})
+            )
+        name = f"{prefix}.completed"
+        done = {"type": name, "b64_json": image(self._colour(job, 0)), **common}
+        done["usage"] = self._usage(job, with_output_details=False)
+        if job.safety_identifier:
+            done["safety_identifier"] = job.safety_identifier
+        frames.append((name, done))
+        return frames
+
+    async def _write_event(
+        self, request: web.Request, resp: web.StreamResponse, record: StreamRecord, name: str, frame: bytes
+    ) -> bool:
+        """Write one SSE frame and time it; False if the client has gone."""
+        if request.transport is None:
+            return False
+        try:
+            await resp.write(frame)
+        except ConnectionError:
+            return False
+        record.events.append(StreamEvent(name, len(record.events), time.perf_counter(), time.time(), len(frame)))
+        return True
+
+    async def _await_gate(self, request: web.Request) -> bool:
+        """With ``stream_gate``: wait for a :meth:`release_stream_events` permit; False if the client left."""
+        poll = self.disconnect_poll if self.disconnect_poll > 0 else 0.05
+        while self._gate_permits <= 0:
+            if request.transport is None:
+                return False
+            if self._closing.is_set():
+                return True
+            self._gate_event.clear()
+            try:
+                await asyncio.wait_for(self._gate_event.wait(), poll)
+            except TimeoutError:
+                pass
+        self._gate_permits -= 1
+        return True
+
+    async def _play_stream_failure(
+        self, request: web.Request, resp: web.StreamResponse, record: StreamRecord, failure: StreamFailure
+    ) -> None:
+        record.injected = failure.action
+        if failure.action == "error":
+            payload = _stream_error_payload(failure.message, failure.code, failure.error_type)
+            if await self._write_event(request, resp, record, "error", _sse("error", payload)):
+                try:
+                    await resp.write_eof()
+                except ConnectionError:
+                    self._note_disconnect(request, record)
+            else:
+                self._note_disconnect(request, record)
+        elif failure.action == "disconnect":
+            if request.transport is not None:
+                request.transport.abort()
+        elif not await self._wait(request, float("inf")):  # hang: until stop() or the client gives up
+            self._note_disconnect(request, record)
+
+    async def _stream(self, request: web.Request, job: _Job) -> web.StreamResponse:
+        rec = request[RECORD]
+        frames = self._stream_frames(job)
+        record = StreamRecord(rec, job.operation, job.model, [name for name, _ in frames])
+        if self.record:
+            self.streams.append(record)
+        failure = self._take_stream_failure(request.path)
+        paced = self.stream_interval is not None
+        gap = self.stream_interval if self.stream_interval is not None else self.latency / len(frames)
+        if not await self._wait(request, self.latency if paced else gap):
+            record.ended_at = time.perf_counter()
+            self._note_disconnect(request, record)
+            raise asyncio.CancelledError
+
         resp = web.StreamResponse(
             status=200,
             headers={
@@ -1420,41 +1624,38 @@ class OpenAIEmulator(LoopbackEmulator):
                 **_RATE_HEADERS,
             },
         )
-        self._stamp(resp, request[RECORD].request_id, time.perf_counter())
-        steps = edit.partial_images + 1
-        w, h = edit.size
-        transparent = edit.background == "transparent"
-        common = {
-            "created_at": int(time.time()),
-            "size": f"{w}x{h}",
-            "quality": self._resolved_quality(edit),
-            "background": self._resolved_background(edit),
-            "output_format": edit.output_format,
-        }
-        await self._sleep(self.latency / steps)
-        await resp.prepare(request)
-        for i in range(edit.partial_images):
-            event = {
-                "type": "image_edit.partial_image",
-                "b64_json": _render_b64(
-                    w, h, edit.output_format, self._colour(edit, i + 1), transparent, edit.output_compression
-                ),
-                **common,
-                "partial_image_index": i,
-            }
-            await resp.write(b"event: image_edit.partial_image\ndata: " + _dumps(event) + b"\n\n")
-            await self._sleep(self.latency / steps)
-        done = {
-            "type": "image_edit.completed",
-            "b64_json": _render_b64(
-                w, h, edit.output_format, self._colour(edit, 0), transparent, edit.output_compression
-            ),
-            **common,
-            "usage": self._usage(edit, with_output_details=False),
-        }
-        await resp.write(b"event: image_edit.completed\ndata: " + _dumps(done) + b"\n\n")
-        await resp.write_eof()
-        return resp
+        self._stamp(resp, rec.request_id, time.perf_counter())
+        try:
+            await resp.prepare(request)
+        except ConnectionError:
+            self._note_disconnect(request, record)
+            raise asyncio.CancelledError from None
+        record.started_at = time.perf_counter()
+        try:
+            for i, (name, payload) in enumerate(frames):
+                if failure is not None and i == failure.after_events:
+                    await self._play_stream_failure(request, resp, record, failure)
+                    return resp
+                if (i > 0 and not await self._wait(request, gap)) or (
+                    self.stream_gate and not await self._await_gate(request)
+                ):
+                    self._note_disconnect(request, record)
+                    return resp
+                if not await self._write_event(request, resp, record, name, _sse(name, payload)):
+                    self._note_disconnect(request, record)
+                    return resp
+            if failure is not None:  # after_events >= the number of events: after the completed event
+                await self._play_stream_failure(request, resp, record, failure)
+                return resp
+            try:
+                await resp.write_eof()
+            except ConnectionError:
+                self._note_disconnect(request, record)
+                return resp
+            record.completed = True
+            return resp
+        finally:
+            record.ended_at = time.perf_counter()
 
     # ---------------------------------------------------------------- other routes
 

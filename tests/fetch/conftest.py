@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from imagegate.core.edits import UrlRef
+from imagegate.core.jobs import UrlRef
 from imagegate.core.media import SourceImage
 from imagegate.fetch import AddressPolicy, SafeFetcher
 

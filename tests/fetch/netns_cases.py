@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from imagegate.core.edits import UrlRef
 from imagegate.core.errors import GatewayError, InvalidImageURL
+from imagegate.core.jobs import UrlRef
 from imagegate.fetch import AddressPolicy, FetchSettings, PolicyResolver, SafeFetcher
 from imagegate.fetch.resolver import BlockedAddress, guarded_socket_factory
 

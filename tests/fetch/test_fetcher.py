@@ -9,8 +9,8 @@ import warnings
 import aiohttp
 import pytest
 
-from imagegate.core.edits import UrlRef
 from imagegate.core.errors import ImageTooLarge, InvalidImage, InvalidImageURL
+from imagegate.core.jobs import UrlRef
 from imagegate.core.ports import Fetcher
 from imagegate.fetch import AddressPolicy, FetchSettings, SafeFetcher
 

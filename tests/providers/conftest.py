@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagegate.core.edits import EditJob, ResponseFormat
+from imagegate.core.jobs import ImageJob, Operation, ResponseFormat
 from imagegate.core.media import SourceImage
 from imagegate.imaging import check_image
 
 SourceFactory = Callable[..., Awaitable[SourceImage]]
-JobFactory = Callable[..., EditJob]
+JobFactory = Callable[..., ImageJob]
 
 
 def image_bytes(size: tuple[int, int] = (64, 64), fmt: str = "PNG", colour: tuple[int, ...] = (200, 30, 30)) -> bytes:
@@ -44,8 +44,9 @@ async def source() -> AsyncIterator[SourceFactory]:
 def make_job() -> JobFactory:
     def make(images: Sequence[SourceImage], *, model: str, upstream_model: str | None = None,
              prompt: str = "add a hat", n: int = 1, mask: SourceImage | None = None,
-             options: Mapping[str, Any] | None = None, response_format: ResponseFormat = "b64_json") -> EditJob:
-        return EditJob(model=model, upstream_model=upstream_model or model, prompt=prompt, n=n, images=images,
-                       mask=mask, options=dict(options or {}), response_format=response_format)
+             options: Mapping[str, Any] | None = None, response_format: ResponseFormat = "b64_json",
+             operation: Operation = "edit") -> ImageJob:
+        return ImageJob(operation=operation, model=model, upstream_model=upstream_model or model, prompt=prompt,
+                        n=n, images=images, mask=mask, options=dict(options or {}), response_format=response_format)
 
     return make

@@ -62,7 +62,7 @@ async def test_deployment_route_forwards_options_and_never_response_format(
         azure: AzureProvider, emu: AzureEmulator, source: SourceFactory, make_job: JobFactory) -> None:
     job = make_job([await source()], model="gpt-image-1", response_format="url",
                    options={"size": "1024x1536", "quality": "low", "user": "u-1"})
-    result = await azure.edit(job)
+    result = await azure.run(job)
     [sent] = emu.edit_requests
     assert sent.path == "/openai/deployments/img-prod/images/edits"
     assert sent.query == {"api-version": "2025-04-01-preview"}
@@ -80,7 +80,7 @@ async def test_deployment_route_forwards_options_and_never_response_format(
 
 async def test_deployment_defaults_to_upstream_model_id(azure: AzureProvider, emu: AzureEmulator,
                                                         source: SourceFactory, make_job: JobFactory) -> None:
-    await azure.edit(make_job([await source()], model="gpt-image-1.5", n=2))
+    await azure.run(make_job([await source()], model="gpt-image-1.5", n=2))
     [sent] = emu.edit_requests
     assert sent.path == "/openai/deployments/gpt-image-1.5/images/edits" and sent.fields["n"] == "2"
 
@@ -89,7 +89,7 @@ async def test_several_images_mask_and_jpeg(azure: AzureProvider, emu: AzureEmul
                                             make_job: JobFactory) -> None:
     images = [await source(), await source(fmt="JPEG", param="image[1]")]
     mask = await source(param="mask")
-    result = await azure.edit(make_job(images, model="gpt-image-1", mask=mask, options={"output_format": "jpeg"}))
+    result = await azure.run(make_job(images, model="gpt-image-1", mask=mask, options={"output_format": "jpeg"}))
     [sent] = emu.edit_requests
     assert [(name, ctype) for name, _, ctype, _ in sent.files] == [
         ("image[]", "image/png"), ("image[]", "image/jpeg"), ("mask", "image/png")]
@@ -104,7 +104,7 @@ async def test_v1_route_sends_the_deployment_as_model(how: str, emu: AzureEmulat
         provider = make_azure(api_version="v1", deployments={"gpt-image-1": "img-prod"})
     else:
         provider = make_azure(base_url=emu.v1_base_url + "/", deployments={"gpt-image-1": "img-prod"})
-    await provider.edit(make_job([await source()], model="gpt-image-1"))
+    await provider.run(make_job([await source()], model="gpt-image-1"))
     [sent] = emu.edit_requests
     assert sent.path == "/openai/v1/images/edits" and sent.query == {}
     assert sent.headers["api-key"] == KEY and "Authorization" not in sent.headers
@@ -114,21 +114,21 @@ async def test_v1_route_sends_the_deployment_as_model(how: str, emu: AzureEmulat
 async def test_v1_preview_api_version_is_sent(emu: AzureEmulator, make_azure: ProviderFactory,
                                               source: SourceFactory, make_job: JobFactory) -> None:
     provider = make_azure(base_url=emu.v1_base_url, api_version="preview")
-    await provider.edit(make_job([await source()], model="gpt-image-1.5"))
+    await provider.run(make_job([await source()], model="gpt-image-1.5"))
     assert emu.edit_requests[0].query == {"api-version": "preview"}
 
 
 async def test_configured_api_version_is_sent(emu: AzureEmulator, make_azure: ProviderFactory,
                                               source: SourceFactory, make_job: JobFactory) -> None:
     provider = make_azure(api_version="2025-06-01-preview", deployments={"gpt-image-1": "img-prod"})
-    await provider.edit(make_job([await source()], model="gpt-image-1"))
+    await provider.run(make_job([await source()], model="gpt-image-1"))
     assert emu.edit_requests[0].query == {"api-version": "2025-06-01-preview"}
 
 
 async def test_webp_output_is_refused_before_sending(azure: AzureProvider, emu: AzureEmulator,
                                                      source: SourceFactory, make_job: JobFactory) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        await azure.edit(make_job([await source()], model="gpt-image-1", options={"output_format": "webp"}))
+        await azure.run(make_job([await source()], model="gpt-image-1", options={"output_format": "webp"}))
     assert caught.value.param == "output_format" and "png or jpeg" in caught.value.message
     assert emu.requests == []
 
@@ -143,7 +143,7 @@ async def test_unknown_deployment_old_api_version_or_bad_key_is_a_route_problem(
         source: SourceFactory, make_job: JobFactory) -> None:
     provider = make_azure(**{"deployments": {"gpt-image-1": "img-prod"}, **settings})
     with pytest.raises(UpstreamError) as caught:
-        await provider.edit(make_job([await source()], model="gpt-image-1"))
+        await provider.run(make_job([await source()], model="gpt-image-1"))
     assert type(caught.value) is UpstreamError and caught.value.retryable
     assert emu.edit_requests[0].status == status
 
@@ -154,14 +154,14 @@ async def test_every_safety_shape_is_moderation(kind: str, azure: AzureProvider,
                                                 source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(ModerationBlocked):
-        await azure.edit(make_job([await source()], model="gpt-image-1"))
+        await azure.run(make_job([await source()], model="gpt-image-1"))
 
 
 async def test_rate_limit_carries_retry_after(azure: AzureProvider, emu: AzureEmulator, source: SourceFactory,
                                               make_job: JobFactory) -> None:
     emu.inject("rate_limit", retry_after=7)
     with pytest.raises(UpstreamRateLimited) as caught:
-        await azure.edit(make_job([await source()], model="gpt-image-1"))
+        await azure.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.retryable and caught.value.retry_after == 7
 
 
@@ -169,7 +169,7 @@ async def test_daily_quota_is_not_a_momentary_rate_limit(azure: AzureProvider, e
                                                          source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject("daily_quota")
     with pytest.raises(UpstreamError) as caught:
-        await azure.edit(make_job([await source()], model="gpt-image-1"))
+        await azure.run(make_job([await source()], model="gpt-image-1"))
     assert not isinstance(caught.value, UpstreamRateLimited)
     assert caught.value.retryable and caught.value.retry_after == 86400
     assert "quota" in caught.value.message and "not a momentary rate limit" in caught.value.message
@@ -184,7 +184,7 @@ async def test_gateway_side_failures_are_retryable_upstream_errors(
         make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(expected) as caught:
-        await azure.edit(make_job([await source()], model="gpt-image-1"))
+        await azure.run(make_job([await source()], model="gpt-image-1"))
     assert type(caught.value) is expected and caught.value.retryable  # type: ignore[attr-defined]
 
 
@@ -192,7 +192,7 @@ async def test_invalid_parameter_is_the_clients_error(azure: AzureProvider, emu:
                                                       source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject("invalid_param")
     with pytest.raises(InvalidRequest) as caught:
-        await azure.edit(make_job([await source()], model="gpt-image-1"))
+        await azure.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.param == "quality"
 
 
@@ -219,7 +219,7 @@ async def test_timeout(how: str, emu: AzureEmulator, make_azure: ProviderFactory
     else:
         emu.latency = 2.0
     with pytest.raises(UpstreamTimeout) as caught:
-        await make_azure(timeout=0.3).edit(make_job([await source()], model="gpt-image-1.5"))
+        await make_azure(timeout=0.3).run(make_job([await source()], model="gpt-image-1.5"))
     assert caught.value.retryable
 
 
@@ -234,13 +234,15 @@ def test_every_injectable_kind_is_translated_in_our_own_words() -> None:
         assert not vendor or vendor[:30] not in error.message, kind
 
 
-async def test_registry_builds_azure_and_requires_base_url() -> None:
+async def test_registry_builds_azure_and_requires_base_url(make_job: JobFactory) -> None:
     settings = ProviderSettings(name="az", type="azure", models=("gpt-image-1",), base_url="https://r.openai.azure.com",
                                 api_key="k", deployments={"gpt-image-1": "d"})
     provider = build_provider(settings)
     assert isinstance(provider, AzureProvider)
-    assert provider.url("d") == ("https://r.openai.azure.com/openai/deployments/d/images/edits"
-                                 "?api-version=2025-04-01-preview")
+    assert provider.url(make_job([], model="gpt-image-1")) == (
+        "https://r.openai.azure.com/openai/deployments/d/images/edits?api-version=2025-04-01-preview")
+    assert provider.url(make_job([], model="gpt-image-1", operation="generate")) == (
+        "https://r.openai.azure.com/openai/deployments/d/images/generations?api-version=2025-04-01-preview")
     await provider.aclose()
     with pytest.raises(ConfigError, match="base_url"):
         build_provider(ProviderSettings(name="az", type="azure", models=("gpt-image-1",)))

@@ -63,7 +63,7 @@ async def bfl(emu: BflEmulator, schedule: Schedule) -> AsyncIterator[BflProvider
 async def test_kontext_pending_generating_ready(bfl: BflProvider, emu: BflEmulator, schedule: Schedule,
                                                 source: SourceFactory, make_job: JobFactory) -> None:
     image = await source(size=(96, 64))
-    result = await bfl.edit(make_job([image], model="flux-kontext-pro", response_format="url"))
+    result = await bfl.run(make_job([image], model="flux-kontext-pro", response_format="url"))
     [submit] = emu.submits
     assert submit.path == "/v1/flux-kontext-pro" and submit.headers["x-key"] == KEY
     assert submit.json == {"prompt": "add a hat", "input_image": base64.b64encode(image.read()).decode()}
@@ -81,7 +81,7 @@ async def test_kontext_pending_generating_ready(bfl: BflProvider, emu: BflEmulat
 async def test_kontext_references_seed_and_aspect_ratio(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
                                                         make_job: JobFactory) -> None:
     images = [await source(), await source(fmt="JPEG"), await source(fmt="WEBP"), await source()]
-    await bfl.edit(make_job(images, model="flux-kontext-max", options={"seed": 7, "aspect_ratio": "16:9",
+    await bfl.run(make_job(images, model="flux-kontext-max", options={"seed": 7, "aspect_ratio": "16:9",
                                                                        "output_format": "jpeg"}))
     body = emu.submits[0].json
     assert sorted(body) == ["aspect_ratio", "input_image", "input_image_2", "input_image_3", "input_image_4",
@@ -91,14 +91,14 @@ async def test_kontext_references_seed_and_aspect_ratio(bfl: BflProvider, emu: B
 
 async def test_kontext_size_becomes_an_aspect_ratio(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
                                                     make_job: JobFactory) -> None:
-    await bfl.edit(make_job([await source()], model="flux-kontext-pro", options={"size": "1536x1024"}))
+    await bfl.run(make_job([await source()], model="flux-kontext-pro", options={"size": "1536x1024"}))
     assert emu.submits[0].json["aspect_ratio"] == "3:2" and "size" not in emu.submits[0].json
 
 
 async def test_flux2_size_becomes_width_and_height(bfl: BflProvider, emu: BflEmulator, source: SourceFactory,
                                                    make_job: JobFactory) -> None:
     images = [await source() for _ in range(8)]
-    result = await bfl.edit(make_job(images, model="flux-2-pro", options={"size": "128x64",
+    result = await bfl.run(make_job(images, model="flux-2-pro", options={"size": "128x64",
                                                                           "output_format": "webp"}))
     body = emu.submits[0].json
     assert (body["width"], body["height"]) == (128, 64) and "size" not in body and "aspect_ratio" not in body
@@ -113,13 +113,13 @@ async def test_flux2_size_becomes_width_and_height(bfl: BflProvider, emu: BflEmu
 async def test_too_many_references_are_refused_before_sending(bfl: BflProvider, emu: BflEmulator,
                                                               source: SourceFactory, make_job: JobFactory) -> None:
     with pytest.raises(TooManyImages):
-        await bfl.edit(make_job([await source() for _ in range(5)], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source() for _ in range(5)], model="flux-kontext-pro"))
     assert emu.requests == []
 
 
 async def test_n_submits_concurrent_tasks_with_distinct_seeds(bfl: BflProvider, emu: BflEmulator,
                                                               source: SourceFactory, make_job: JobFactory) -> None:
-    result = await bfl.edit(make_job([await source()], model="flux-kontext-pro", n=3, options={"seed": 41}))
+    result = await bfl.run(make_job([await source()], model="flux-kontext-pro", n=3, options={"seed": 41}))
     assert sorted(r.json["seed"] for r in emu.submits) == [41, 42, 43]
     assert len(result.images) == 3 and result.cost_micros == 3 * 4 * 10_000
 
@@ -129,7 +129,7 @@ async def test_moderated_tasks(kind: str, stage: str, bfl: BflProvider, emu: Bfl
                                make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(ModerationBlocked) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert caught.value.details["stage"] == stage and emu.downloads == []
 
 
@@ -137,7 +137,7 @@ async def test_error_status_is_not_resubmitted(bfl: BflProvider, emu: BflEmulato
                                                make_job: JobFactory) -> None:
     emu.inject("error_status")
     with pytest.raises(UpstreamError) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert caught.value.retryable  # nothing was produced: another route may try
     assert len(emu.submits) == 1
 
@@ -176,7 +176,7 @@ async def test_short_lived_sample_is_fetched_in_time(source: SourceFactory, make
     async with BflEmulator(KEY, sample_ttl=1.0) as emu:
         provider = BflProvider(name="bfl", base_url=emu.base_url, api_key=KEY, poll_schedule=Schedule())
         try:
-            result = await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+            result = await provider.run(make_job([await source()], model="flux-kontext-pro"))
         finally:
             await provider.aclose()
     assert result.images[0].data and emu.downloads[0].status == 200
@@ -187,7 +187,7 @@ async def test_expired_sample_is_a_final_error(source: SourceFactory, make_job: 
         provider = BflProvider(name="bfl", base_url=emu.base_url, api_key=KEY, poll_schedule=Schedule())
         try:
             with pytest.raises(UpstreamError, match="expired") as caught:
-                await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+                await provider.run(make_job([await source()], model="flux-kontext-pro"))
         finally:
             await provider.aclose()
     assert not caught.value.retryable and [r.status for r in emu.downloads] == [403]
@@ -197,7 +197,7 @@ async def test_transient_poll_failures_are_ridden_out(bfl: BflProvider, emu: Bfl
                                                       make_job: JobFactory) -> None:
     emu.inject("server_error", on="poll", times=2)
     emu.inject("rate_limit", on="poll")
-    result = await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    result = await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert result.images and len(emu.submits) == 1
 
 
@@ -206,7 +206,7 @@ async def test_persistent_poll_failure_gives_up_without_resubmitting(bfl: BflPro
                                                                      make_job: JobFactory) -> None:
     emu.inject("unavailable", on="poll", times=10)
     with pytest.raises(UpstreamError, match="not resubmitted") as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert not caught.value.retryable and len(emu.submits) == 1
 
 
@@ -216,7 +216,7 @@ async def test_poll_deadline(source: SourceFactory, make_job: JobFactory) -> Non
                                poll_timeout=0.1)
         try:
             with pytest.raises(UpstreamTimeout) as caught:
-                await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+                await provider.run(make_job([await source()], model="flux-kontext-pro"))
         finally:
             await provider.aclose()
     assert not caught.value.retryable and 2 <= len(emu.polls) <= 6
@@ -226,7 +226,7 @@ async def test_foreign_polling_url_gets_no_key(bfl: BflProvider, emu: BflEmulato
                                                make_job: JobFactory) -> None:
     emu.fail_next(200, {"id": "t1", "polling_url": "https://collector.example/v1/get_result?id=t1"})
     with pytest.raises(UpstreamError, match="foreign host") as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert not caught.value.retryable and emu.polls == []
 
 
@@ -240,7 +240,7 @@ async def test_submit_errors(kind: str, expected: type[Exception], retryable: bo
                              emu: BflEmulator, source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(expected) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert type(caught.value) is expected
     if retryable is not None:
         assert caught.value.retryable is retryable  # type: ignore[attr-defined]
@@ -269,10 +269,10 @@ async def test_wrong_key_and_unknown_model(emu: BflEmulator, source: SourceFacto
     provider = BflProvider(name="bfl", base_url=emu.base_url, api_key="wrong", poll_schedule=Schedule())
     try:
         with pytest.raises(UpstreamError) as caught:
-            await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+            await provider.run(make_job([await source()], model="flux-kontext-pro"))
         assert caught.value.retryable and emu.submits[-1].status == 403
         with pytest.raises(UpstreamError):
-            await provider.edit(make_job([await source()], model="flux-9"))
+            await provider.run(make_job([await source()], model="flux-9"))
     finally:
         await provider.aclose()
 
@@ -304,7 +304,8 @@ def test_families_match_the_catalog_and_bfl() -> None:
     catalog = [spec for spec in builtin_specs().values() if "bfl" in spec.provider_types]
     assert catalog, "the catalog lists BFL models"
     for spec in catalog:
-        assert family(spec.upstream_model).max_images == spec.max_images == MODELS[spec.upstream_model].max_images
+        assert family(spec.upstream_model).max_images == spec.rules("edit").max_images == \
+            MODELS[spec.upstream_model].max_images
     for name, model in MODELS.items():  # every edit endpoint the emulator plays, as providers.md §5.2 has them
         assert family(name).max_images == model.max_images, name
     assert family("flux-2-pro-preview").max_images == 8 and family("flux-2-klein-9b").max_images == 4
@@ -314,7 +315,7 @@ async def test_no_credits_is_an_upstream_failure_never_a_402(bfl: BflProvider, e
                                                              source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject("insufficient_credits")
     with pytest.raises(UpstreamError) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert status_and_type(caught.value)[0] == 502 and caught.value.retryable
     assert "credits" in caught.value.message and "Please add" not in caught.value.message
 
@@ -323,12 +324,12 @@ async def test_validation_message_is_a_bounded_excerpt(bfl: BflProvider, emu: Bf
                                                        make_job: JobFactory) -> None:
     emu.fail_next(422, {"detail": [{"loc": ["body", "input_image_2"], "msg": "too big\n" * 400, "type": "x"}]})
     with pytest.raises(InvalidRequest) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert caught.value.param == "image" and "\n" not in caught.value.message
     assert len(caught.value.message) < 260
     emu.fail_next(422, {"detail": [{"loc": ["body", "x" * 300], "msg": "bad"}]})
     with pytest.raises(InvalidRequest) as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert caught.value.param is None and "x" * 65 not in caught.value.message
 
 
@@ -336,7 +337,7 @@ async def test_transient_sample_failures_are_retried(bfl: BflProvider, emu: BflE
                                                      make_job: JobFactory) -> None:
     emu.inject("server_error", on="sample")
     emu.inject("rate_limit", on="sample")
-    result = await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+    result = await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert result.images[0].data and [r.status for r in emu.downloads] == [500, 429, 200]
     assert len(emu.submits) == 1
 
@@ -345,7 +346,7 @@ async def test_sample_that_is_not_an_image_is_refused(bfl: BflProvider, emu: Bfl
                                                       make_job: JobFactory) -> None:
     emu.fail_next(200, "<html>AccessDenied</html>", on="sample")
     with pytest.raises(UpstreamError, match="not an image") as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro", options={"output_format": "png"}))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro", options={"output_format": "png"}))
     assert not caught.value.retryable and len(emu.submits) == 1
 
 
@@ -353,7 +354,7 @@ async def test_unreadable_submit_answer_is_not_resubmitted(bfl: BflProvider, emu
                                                            source: SourceFactory, make_job: JobFactory) -> None:
     emu.fail_next(200, "<html>ok</html>")
     with pytest.raises(UpstreamError, match="no polling URL") as caught:
-        await bfl.edit(make_job([await source()], model="flux-kontext-pro"))
+        await bfl.run(make_job([await source()], model="flux-kontext-pro"))
     assert not caught.value.retryable and emu.polls == []
 
 
@@ -363,7 +364,7 @@ async def test_latency_beyond_the_timeout(source: SourceFactory, make_job: JobFa
                                poll_schedule=Schedule())
         try:
             with pytest.raises(UpstreamTimeout) as caught:
-                await provider.edit(make_job([await source()], model="flux-kontext-pro"))
+                await provider.run(make_job([await source()], model="flux-kontext-pro"))
         finally:
             await provider.aclose()
     assert caught.value.retryable and emu.polls == []  # the submit itself timed out

@@ -41,7 +41,7 @@ async def test_one_source_options_and_headers(openai: OpenAIProvider, emu: OpenA
                                               make_job: JobFactory) -> None:
     job = make_job([await source()], model="gpt-image-1", n=2, response_format="url",
                    options={"size": "1024x1536", "quality": "low", "output_format": "webp", "background": "opaque"})
-    result = await openai.edit(job)
+    result = await openai.run(job)
     [sent] = emu.edit_requests
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert sent.headers["OpenAI-Organization"] == "org-1" and sent.headers["OpenAI-Project"] == "proj-1"
@@ -56,14 +56,14 @@ async def test_one_source_options_and_headers(openai: OpenAIProvider, emu: OpenA
 
 async def test_several_sources_go_as_image_array(openai: OpenAIProvider, emu: OpenAIEmulator,
                                                  source: SourceFactory, make_job: JobFactory) -> None:
-    await openai.edit(make_job([await source(), await source(fmt="JPEG")], model="gpt-image-1.5"))
+    await openai.run(make_job([await source(), await source(fmt="JPEG")], model="gpt-image-1.5"))
     assert [(name, ctype) for name, _, ctype, _ in emu.edit_requests[0].files] == [
         ("image[]", "image/png"), ("image[]", "image/jpeg")]
 
 
 async def test_dall_e_2_is_asked_for_base64(openai: OpenAIProvider, emu: OpenAIEmulator, source: SourceFactory,
                                             make_job: JobFactory) -> None:
-    result = await openai.edit(make_job([await source(size=(256, 256))], model="dall-e-2",
+    result = await openai.run(make_job([await source(size=(256, 256))], model="dall-e-2",
                                         options={"size": "256x256"}))
     assert emu.edit_requests[0].fields["response_format"] == "b64_json"
     assert result.images[0].b64_json
@@ -76,7 +76,7 @@ async def test_safety_blocks_are_moderation(kind: str, stage: str | None, openai
                                             make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(ModerationBlocked) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.details.get("stage") == stage
     assert "safety system" in caught.value.message and "help.openai.com" not in caught.value.message
 
@@ -85,7 +85,7 @@ async def test_rate_limit_carries_retry_after(openai: OpenAIProvider, emu: OpenA
                                               make_job: JobFactory) -> None:
     emu.inject("rate_limit", retry_after=1.5)
     with pytest.raises(UpstreamRateLimited) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.retryable and caught.value.retry_after == 1.5  # from retry-after-ms
 
 
@@ -93,7 +93,7 @@ async def test_spent_quota_is_not_a_rate_limit(openai: OpenAIProvider, emu: Open
                                                make_job: JobFactory) -> None:
     emu.inject("insufficient_quota")
     with pytest.raises(UpstreamError) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert type(caught.value) is UpstreamError and caught.value.retryable and "quota" in caught.value.message
 
 
@@ -103,7 +103,7 @@ async def test_invalid_requests_name_the_vendor_code_not_its_message(
         kind: str, openai: OpenAIProvider, emu: OpenAIEmulator, source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(InvalidRequest) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.code == "upstream_invalid_request"
     assert caught.value.message.startswith("The provider rejected the request")
     assert "'" not in caught.value.message.split(":", 1)[1]  # the vendor's quoted message is not repeated
@@ -115,14 +115,14 @@ async def test_provider_side_failures_are_retryable(kind: str, openai: OpenAIPro
                                                     source: SourceFactory, make_job: JobFactory) -> None:
     emu.inject(kind)
     with pytest.raises(UpstreamError) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert type(caught.value) is UpstreamError and caught.value.retryable
 
 
 async def test_unknown_model_upstream_is_a_route_problem(openai: OpenAIProvider, emu: OpenAIEmulator,
                                                          source: SourceFactory, make_job: JobFactory) -> None:
     with pytest.raises(UpstreamError) as caught:  # the catalog knows it, this upstream does not: try another route
-        await openai.edit(make_job([await source()], model="gpt-image-9"))
+        await openai.run(make_job([await source()], model="gpt-image-9"))
     assert emu.edit_requests[0].status == 404 and caught.value.retryable
 
 
@@ -136,7 +136,7 @@ async def test_slow_upstream_is_a_timeout(how: str, emu: OpenAIEmulator, source:
     provider = OpenAIProvider(name="oa", base_url=emu.base_url, api_key=KEY, timeout=0.3)
     try:
         with pytest.raises(UpstreamTimeout) as caught:
-            await provider.edit(make_job([await source()], model="gpt-image-1"))
+            await provider.run(make_job([await source()], model="gpt-image-1"))
     finally:
         await provider.aclose()
     assert caught.value.retryable
@@ -145,7 +145,7 @@ async def test_slow_upstream_is_a_timeout(how: str, emu: OpenAIEmulator, source:
 async def test_latency_within_the_timeout_is_waited_out(emu: OpenAIEmulator, openai: OpenAIProvider,
                                                         source: SourceFactory, make_job: JobFactory) -> None:
     emu.latency = 0.2
-    assert (await openai.edit(make_job([await source()], model="gpt-image-1"))).images
+    assert (await openai.run(make_job([await source()], model="gpt-image-1"))).images
 
 
 @pytest.mark.parametrize("body", [b"<html>oops</html>", b"[]", b'{"data": "x"}', b'{"data": [1, {"url": "u"}]}'])
@@ -153,7 +153,7 @@ async def test_unreadable_success_answers_are_retryable(body: bytes, openai: Ope
                                                         source: SourceFactory, make_job: JobFactory) -> None:
     emu.fail_next(200, body.decode(), content_type="application/json")
     with pytest.raises(UpstreamError) as caught:
-        await openai.edit(make_job([await source()], model="gpt-image-1"))
+        await openai.run(make_job([await source()], model="gpt-image-1"))
     assert caught.value.retryable
 
 

@@ -245,7 +245,7 @@ async def test_bfl_job_is_resumed_not_resubmitted_after_its_worker_died(bfl: Bfl
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
         task_id = response.json()["id"]
-        first = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.settings.tasks,
+        first = TaskRunner(h.gateway.tasks, h.gateway.images, h.gateway.blobs, h.gateway.settings.tasks,
                            owner="doomed")
         doomed = asyncio.create_task(first.run_once())
         for _ in range(200):  # until the submit is recorded and the upstream job saved
@@ -299,7 +299,7 @@ async def test_the_heartbeat_keeps_a_long_task_with_its_worker(db_url: str, tmp_
             "model": "flux-kontext-pro", "prompt": "a hat", "async": "true"},
             files={"image": ("a.png", png_bytes(), "image/png")})
         working = asyncio.create_task(h.gateway.runner.run_once())
-        rival = TaskRunner(h.gateway.tasks, h.gateway.edits, h.gateway.blobs, h.gateway.settings.tasks,
+        rival = TaskRunner(h.gateway.tasks, h.gateway.images, h.gateway.blobs, h.gateway.settings.tasks,
                            owner="rival")
         await asyncio.sleep(0.1)
         for _ in range(8):  # 1.2 s: four leases long, while the BFL job is still pending

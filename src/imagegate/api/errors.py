@@ -48,19 +48,30 @@ def error_body(message: str, type_: str, code: str, param: str | None = None, **
     return {"error": error}
 
 
-def error_response(exc: e.GatewayError) -> Response:
-    status, type_ = status_and_type(exc)
+def error_payload(exc: e.GatewayError) -> dict[str, Any]:
+    """The error as OpenAI's envelope, `{"error": {...}}`."""
+    _, type_ = status_and_type(exc)
     extra = dict(exc.details)
-    headers: dict[str, str] = {}
     retry = extra.get("retry_after", getattr(exc, "retry_after", None))
     if isinstance(exc, e.UpstreamError | e.AllChannelsFailed):
         extra.setdefault("retryable", getattr(exc, "retryable", True))
     if retry is not None:
         extra["retry_after"] = retry
+    return error_body(exc.message, type_, exc.code, exc.param, **extra)
+
+
+def error_response(exc: e.GatewayError) -> Response:
+    status, _ = status_and_type(exc)
+    payload = error_payload(exc)
+    headers: dict[str, str] = {}
+    retry = payload["error"].get("retry_after")
+    if retry is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry)))
     if isinstance(exc, e.TooLarge | e.RequestTimeout):  # the rest of the body will not be read
         headers["Connection"] = "close"
-    return json_response(error_body(exc.message, type_, exc.code, exc.param, **extra), status, headers)
+    if isinstance(exc, e.Conflict):  # the same request again would meet the same conflict: SDKs, don't
+        headers["x-should-retry"] = "false"
+    return json_response(payload, status, headers)
 
 
 def internal_error_response() -> Response:

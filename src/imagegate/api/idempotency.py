@@ -11,9 +11,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from imagegate.core.edits import EditRequest, ImageRef, UploadRef, UrlRef
 from imagegate.core.errors import InvalidRequest
 from imagegate.core.idempotency import Reply, StoredResponse
+from imagegate.core.jobs import ImageRef, ImageRequest, UploadRef, UrlRef
 from imagegate.db.idempotency import SqlIdempotencyStore
 
 HEADER = "idempotency-key"
@@ -58,12 +58,12 @@ def _ref(ref: ImageRef) -> str:
     return f"url:{ref.url}" if isinstance(ref, UrlRef) else f"file:{ref.file_id}"
 
 
-async def edit_fingerprint(edit: EditRequest) -> str:
-    refs = [*edit.images, *([edit.mask] if edit.mask is not None else [])]
-    fields = {"model": edit.model, "prompt": edit.prompt, "n": edit.n, "response_format": edit.response_format,
-              "async": edit.run_async, "options": edit.options, "images": [_ref(r) for r in edit.images],
-              "mask": _ref(edit.mask) if edit.mask is not None else None}
-    return await fingerprint(fields, [r.file for r in refs if isinstance(r, UploadRef)])
+async def request_fingerprint(request: ImageRequest) -> str:
+    fields = {"operation": request.operation, "model": request.model, "prompt": request.prompt, "n": request.n,
+              "response_format": request.response_format, "async": request.run_async, "options": request.options,
+              "images": [_ref(r) for r in request.images],
+              "mask": _ref(request.mask) if request.mask is not None else None}
+    return await fingerprint(fields, [r.file for r in request.refs if isinstance(r, UploadRef)])
 
 
 async def run_once(store: SqlIdempotencyStore, account_id: int, key: str | None, route: str,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegate.core.validation import MAX_N, RESPONSE_FORMATS
+from imagegate.core.capabilities import MAX_N
+from imagegate.core.validation import RESPONSE_FORMATS
 
 JSON = "application/json"
 _ERRORS = {
@@ -66,7 +67,11 @@ _OPTIONS: dict[str, Any] = {
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
     "async": {"type": "boolean", "default": False,
               "description": "Accept the job as a task and answer at once; poll `poll_url`."},
-    "stream": {"type": "boolean", "enum": [False], "description": "Streaming is not offered for edits."},
+    "stream": {"type": "boolean", "default": False,
+               "description": "Answer with server-sent events: partial images, then the final one (models that "
+                              "stream; /v1/models says which)."},
+    "style": {"type": "string"},
+    "safety_identifier": {"type": "string"},
 }
 _TEXT = {"model": {"type": "string", "minLength": 1}, "prompt": {"type": "string", "minLength": 1}}
 _REFERENCE = {"type": "object", "description": "Exactly one of `image_url` (http(s) or data: URL) or `file_id`.",
@@ -91,6 +96,26 @@ SCHEMAS: dict[str, Any] = {
         "properties": {**_TEXT, "image_url": {"type": "string"},
                        "image_urls": {"type": "array", "items": {"type": "string"}},
                        "images": {"type": "array", "items": _REFERENCE}, "mask": _REFERENCE, **_OPTIONS}},
+    "ImageGeneration": {
+        "type": "object", "required": ["prompt"],
+        "properties": {"model": _TEXT["model"], "prompt": _TEXT["prompt"], **_OPTIONS}},
+    "ImageVariation": {
+        "type": "object", "required": ["image"],
+        "properties": {"image": {"type": "string", "format": "binary", "description": "A square PNG."},
+                       "model": _TEXT["model"], **{k: _OPTIONS[k] for k in ("n", "size", "response_format", "user",
+                                                                           "async")}}},
+    "StreamEvent": {
+        "type": "object", "required": ["type"],
+        "description": "One server-sent event: `image_edit.partial_image` / `image_generation.partial_image`, "
+                       "`…completed` (with `usage` and `billing_transaction_id`), or `error` (with `error`).",
+        "properties": {"type": {"type": "string"}, "b64_json": {"type": "string"}, "created_at": {"type": "integer"},
+                       "partial_image_index": {"type": "integer"}, "usage": _ref("Usage"),
+                       "error": {"type": "object"}}},
+    "FileList": {
+        "type": "object", "required": ["object", "data", "has_more"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("File")},
+                       "first_id": {"type": ["string", "null"]}, "last_id": {"type": ["string", "null"]},
+                       "has_more": {"type": "boolean"}}},
     "ImageData": {"type": "object", "properties": {"url": {"type": "string"}, "b64_json": {"type": "string"},
                                                    "revised_prompt": {"type": "string"}}},
     "Usage": {"type": "object", "required": ["total_tokens", "input_tokens", "output_tokens"], "properties": {
@@ -116,7 +141,9 @@ SCHEMAS: dict[str, Any] = {
     "FileUpload": {
         "type": "object", "required": ["file", "purpose"],
         "properties": {"file": {"type": "string", "format": "binary"},
-                       "purpose": {"type": "string", "enum": ["user_data", "vision"]}}},
+                       "purpose": {"type": "string", "enum": ["user_data", "vision"]},
+                       "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                       "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000}}},
     "File": {
         "type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose", "status"],
         "properties": {"id": {"type": "string"}, "object": {"const": "file"}, "bytes": {"type": "integer"},
@@ -140,6 +167,21 @@ _TASK_ID = _path_param("task_id", "The task's id, `ldtask_…`.")
 _FILE_ID = _path_param("file_id", "The file's id, `file-…`.")
 
 
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _image_operation(summary: str, content: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+    answers: dict[str, Any] = {JSON: {"schema": {"oneOf": [_ref("ImagesResponse"), _ref("Task")]}}}
+    if stream:
+        answers["text/event-stream"] = {"schema": {"type": "string"}, "x-events": _ref("StreamEvent")}
+    return {"post": {
+        "summary": summary, "parameters": [IDEMPOTENCY_KEY], "requestBody": {"required": True, "content": content},
+        "responses": {"200": {"description": "The images; the accepted task when `async` is true; server-sent "
+                                             "events when `stream` is true", "content": answers},
+                      **_errors(400, 401, 402, 403, 408, 409, 413, 429, 502, 503, 504)}}}
+
+
 def _task_route(summary: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "parameters": [_TASK_ID],
                     "responses": {"200": _json(_ref("Task")), **_errors(401, 404)}}}
@@ -153,21 +195,28 @@ PATHS: dict[str, Any] = {
         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
                               "responses": {"200": _json({"type": "object"})}}},
-    "/v1/images/edits": {"post": {
-        "summary": "Edit images: one or more sources and a prompt (and a mask where the model takes one)",
-        "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {
-            "multipart/form-data": {"schema": _ref("ImageEditMultipart")}, JSON: {"schema": _ref("ImageEditJson")}}},
-        "responses": {"200": _json({"oneOf": [_ref("ImagesResponse"), _ref("Task")]},
-                                   "The images, or the accepted task when `async` is true"),
-                      **_errors(400, 401, 402, 403, 408, 409, 413, 429, 502, 503, 504)}}},
+    "/v1/images/edits": _image_operation(
+        "Edit images: one or more sources and a prompt (and a mask where the model takes one)",
+        {"multipart/form-data": {"schema": _ref("ImageEditMultipart")}, JSON: {"schema": _ref("ImageEditJson")}},
+        stream=True),
+    "/v1/images/generations": _image_operation(
+        "Generate images from a prompt", {JSON: {"schema": _ref("ImageGeneration")}}, stream=True),
+    "/v1/images/variations": _image_operation(
+        "Variations of one image", {"multipart/form-data": {"schema": _ref("ImageVariation")}}, stream=False),
     "/v1/tasks/{task_id}": _task_route("An async task's status and, once completed, its images"),
     "/v1/images/generations/{task_id}": _task_route("The same as /v1/tasks/{task_id}"),
     "/v1/images/{task_id}": _task_route("The same as /v1/tasks/{task_id}"),
-    "/v1/files": {"post": {
-        "summary": "Upload an image for later use as `images[].file_id`", "parameters": [IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _ref("FileUpload")}}},
-        "responses": {"200": _json(_ref("File")), **_errors(400, 401, 408, 409, 413)}}},
+    "/v1/files": {
+        "post": {"summary": "Upload an image for later use as `images[].file_id`", "parameters": [IDEMPOTENCY_KEY],
+                 "requestBody": {"required": True,
+                                 "content": {"multipart/form-data": {"schema": _ref("FileUpload")}}},
+                 "responses": {"200": _json(_ref("File")), **_errors(400, 401, 408, 409, 413)}},
+        "get": {"summary": "The caller's files, newest first unless `order=asc`",
+                "parameters": [_query("after", {"type": "string"}, "List the files after this one."),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}),
+                               _query("order", {"type": "string", "enum": ["asc", "desc"]}),
+                               _query("purpose", {"type": "string"})],
+                "responses": {"200": _json(_ref("FileList")), **_errors(400, 401)}}},
     "/v1/files/{file_id}": {
         "get": {"summary": "A file's metadata", "parameters": [_FILE_ID],
                 "responses": {"200": _json(_ref("File")), **_errors(401, 404)}},

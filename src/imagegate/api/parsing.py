@@ -1,9 +1,14 @@
-"""Request bodies → EditRequest: multipart uploads and JSON references, with limits and exact `param`s."""
+"""Request bodies → ImageRequest: multipart uploads and JSON references, with limits and exact `param`s.
+
+Edits come as multipart or JSON; generations as JSON (OpenAI's CreateImageRequest); variations as
+multipart. The operator's defaults (`[api] default_model`, `default_response_format`) fill what a client
+left out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.datastructures import FormData, UploadFile
@@ -11,10 +16,10 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
-from imagegate.config import LimitSettings
-from imagegate.core.edits import EditRequest, FileRef, ImageRef, UploadRef, UrlRef
+from imagegate.config import ApiSettings, LimitSettings
 from imagegate.core.errors import ImageTooLarge, InvalidRequest, TooLarge
-from imagegate.core.validation import parse_common
+from imagegate.core.jobs import FileRef, ImageRef, ImageRequest, Operation, ResponseFormat, UploadRef, UrlRef
+from imagegate.core.validation import kind_of, parse_common
 
 IMAGE_FIELDS = ("image", "image[]")
 MAX_FILES = 17  # the largest catalog maximum (16) plus a mask
@@ -55,7 +60,7 @@ def upload_ref(param: str, value: Any, limits: LimitSettings) -> UploadRef:
     return UploadRef(param=param, file=value.file, filename=value.filename or "image", size=size)
 
 
-def edit_from_form(form: FormData, limits: LimitSettings) -> EditRequest:
+def request_from_form(operation: Operation, form: FormData, limits: LimitSettings, api: ApiSettings) -> ImageRequest:
     uploads = [(key, value) for key, value in form.multi_items() if key in IMAGE_FIELDS]
     single = len(uploads) == 1
     images: list[ImageRef] = [upload_ref(key if single else f"image[{i}]", value, limits)
@@ -71,20 +76,26 @@ def edit_from_form(form: FormData, limits: LimitSettings) -> EditRequest:
         if isinstance(value, UploadFile):
             raise InvalidRequest(f"'{key}' must be a text field, not a file.", param=key)
         fields[key] = value
-    return _edit_request(fields, images, mask)
+    return _image_request(operation, fields, images, mask, api)
 
 
-def _edit_request(fields: Mapping[str, Any], images: list[ImageRef], mask: ImageRef | None) -> EditRequest:
+def _image_request(operation: Operation, fields: Mapping[str, Any], images: list[ImageRef], mask: ImageRef | None,
+                   api: ApiSettings) -> ImageRequest:
     model = fields.get("model")
+    if model is None:
+        model = api.default_model
     if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' is required.", param="model")
+        detail = "is required" if model is None or isinstance(model, str) else \
+            f"must be a string; got {kind_of(model)}"
+        raise InvalidRequest(f"'model' {detail}.", param="model")
     prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequest("'prompt' is required.", param="prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise InvalidRequest(f"'prompt' must be a string; got {kind_of(prompt)}.", param="prompt")
     common = parse_common(fields)
-    return EditRequest(model=model.strip(), prompt=prompt, images=images, mask=mask, n=common.n,
-                       response_format=common.response_format,  # type: ignore[arg-type]
-                       run_async=common.run_async, options=common.options)
+    response_format = cast(ResponseFormat, common.response_format or api.default_response_format)
+    return ImageRequest(operation=operation, model=model.strip(), prompt=prompt or "", images=images, mask=mask,
+                        n=common.n, response_format=response_format, run_async=common.run_async,
+                        stream=common.stream, options=common.options)
 
 
 async def read_json(request: Request, limits: LimitSettings) -> dict[str, Any]:
@@ -129,32 +140,40 @@ def _reference(param: str, item: Any) -> ImageRef:
     return FileRef(param=f"{param}.file_id", file_id=file_id)
 
 
-def edit_from_json(body: Mapping[str, Any]) -> EditRequest:
+def request_from_json(operation: Operation, body: Mapping[str, Any], api: ApiSettings) -> ImageRequest:
     images: list[ImageRef] = []
     if body.get("image_url") is not None:
         images.append(_url("image_url", body["image_url"]))
     urls = body.get("image_urls")
     if urls is not None:
         if not isinstance(urls, list):
-            raise InvalidRequest("'image_urls' must be a list of URL strings.", param="image_urls")
+            raise InvalidRequest(f"'image_urls' must be a list of URL strings; got {kind_of(urls)}.",
+                                 param="image_urls")
         images.extend(_url(f"image_urls[{i}]", u) for i, u in enumerate(urls))
     refs = body.get("images")
     if refs is not None:
         if not isinstance(refs, list):
-            raise InvalidRequest("'images' must be a list of objects.", param="images")
+            raise InvalidRequest(f"'images' must be a list of objects; got {kind_of(refs)}.", param="images")
         images.extend(_reference(f"images[{i}]", item) for i, item in enumerate(refs))
     if body.get("image") is not None:
         raise InvalidRequest("JSON requests name images with 'image_url', 'image_urls' or 'images'; "
                              "send files as multipart/form-data.", param="image")
     mask = _reference("mask", body["mask"]) if body.get("mask") is not None else None
-    return _edit_request(body, images, mask)
+    return _image_request(operation, body, images, mask, api)
 
 
-async def read_edit(request: Request, limits: LimitSettings) -> EditRequest:
+# The body encodings each operation takes, as OpenAI's API does.
+ENCODINGS: dict[Operation, tuple[str, ...]] = {"edit": ("multipart/form-data", "application/json"),
+                                               "generate": ("application/json",),
+                                               "variation": ("multipart/form-data",)}
+
+
+async def read_image_request(operation: Operation, request: Request, limits: LimitSettings,
+                             api: ApiSettings) -> ImageRequest:
     kind = _content_type(request)
+    if kind not in ENCODINGS[operation]:
+        raise InvalidRequest(f"Send the request as {' or '.join(ENCODINGS[operation])}.",
+                             code="unsupported_content_type")
     if kind == "multipart/form-data":
-        return edit_from_form(await read_form(request, limits, max_files=MAX_FILES), limits)
-    if kind == "application/json":
-        return edit_from_json(await read_json(request, limits))
-    raise InvalidRequest("Send the edit as multipart/form-data or application/json.",
-                         code="unsupported_content_type")
+        return request_from_form(operation, await read_form(request, limits, max_files=MAX_FILES), limits, api)
+    return request_from_json(operation, await read_json(request, limits), api)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imagegate.core.capabilities import ModelSpec
 from imagegate.core.errors import ModelNotFound
+from imagegate.core.jobs import Operation
 from imagegate.core.ports import Provider
 
 
@@ -19,6 +20,7 @@ class Route:
     provider: Provider
     priority: int = 1
     weight: int = 1
+    provider_type: str = ""
 
 
 class Catalog:
@@ -26,7 +28,8 @@ class Catalog:
 
     def __init__(self, specs: Mapping[str, ModelSpec], routes: Mapping[str, Iterable[Route]]) -> None:
         self._routes = {model: sorted(rs, key=lambda r: r.priority) for model, rs in routes.items() if rs}
-        self._specs = {model: spec for model, spec in specs.items() if model in self._routes}
+        self._specs = {model: _served(spec, self._routes[model]) for model, spec in specs.items()
+                       if model in self._routes}
 
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._specs
@@ -44,5 +47,19 @@ class Catalog:
         raise ModelNotFound(f"The model '{model_id}' does not exist or is not served here.{hint}",
                             param=param, did_you_mean=close[0] if close else None)
 
-    def routes(self, model_id: str) -> list[Route]:
-        return list(self._routes[model_id])
+    def routes(self, model_id: str, operation: Operation | None = None) -> list[Route]:
+        """The model's routes; with `operation`, those whose provider type can do it."""
+        routes = self._routes[model_id]
+        if operation is None:
+            return list(routes)
+        spec = self._specs[model_id]
+        return [r for r in routes if not r.provider_type or spec.serves(operation, r.provider_type)]
+
+
+def _served(spec: ModelSpec, routes: Iterable[Route]) -> ModelSpec:
+    """The spec with only the operations some route of it can do (an Azure-only dall-e-2 makes no variations)."""
+    types = {r.provider_type for r in routes}
+    if "" in types:
+        return spec
+    return replace(spec, operations={op: rules for op, rules in spec.operations.items()
+                                     if any(spec.serves(op, t) for t in types)})

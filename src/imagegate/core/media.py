@@ -62,6 +62,7 @@ class OutputImage:
     width: int
     height: int
     b64_json: str | None = None
+    revised_prompt: str | None = None  # the prompt as the upstream rewrote it for this image, if it says
 
     @property
     def mime_type(self) -> str:

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from imagegate.core.accounts import Caller
-from imagegate.core.edits import EditJob, EditResult, ImageRef, UrlRef
 from imagegate.core.idempotency import Reply
+from imagegate.core.jobs import ImageJob, ImageRef, ImageResult, StreamEvent, UrlRef
 from imagegate.core.media import SourceImage
 from imagegate.core.tasks import ClaimedTask, TaskInput, TaskView, UpstreamJob
 
 
 class Provider(Protocol):
-    """One upstream (or the built-in engine) that can edit images in its own wire format."""
+    """One upstream (or the built-in engine): runs image jobs (edits, generations, variations, whichever
+    its models serve) in its own wire format."""
 
-    async def edit(self, job: EditJob) -> EditResult: ...
+    async def run(self, job: ImageJob) -> ImageResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingProvider(Protocol):
+    """A provider that can stream a job: partial images as they are made, then the final one."""
+
+    def stream(self, job: ImageJob) -> AsyncGenerator[StreamEvent, None]: ...
 
 
 @runtime_checkable
@@ -28,9 +36,9 @@ class ResumableProvider(Protocol):
     `resume` follows that state to the result, in this process or another one after a restart.
     """
 
-    async def start(self, job: EditJob) -> Mapping[str, Any]: ...
+    async def start(self, job: ImageJob) -> Mapping[str, Any]: ...
 
-    async def resume(self, state: Mapping[str, Any], job: EditJob) -> EditResult: ...
+    async def resume(self, state: Mapping[str, Any], job: ImageJob) -> ImageResult: ...
 
 
 class Fetcher(Protocol):
@@ -43,6 +51,13 @@ class Fetcher(Protocol):
     async def fetch_all(self, refs: Sequence[UrlRef]) -> list[SourceImage]: ...
 
     async def aclose(self) -> None: ...
+
+
+class ResultFetcher(Protocol):
+    """Downloads a result image an upstream answered with a URL of, under the rules for user URLs (public
+    addresses only). Raises ImageFetchFailed, InvalidImageURL, or ImageTooLarge (over `max_bytes`)."""
+
+    async def fetch_result(self, url: str, *, max_bytes: int) -> bytes: ...
 
 
 class BlobStore(Protocol):

@@ -14,6 +14,7 @@ MICROS_PER_USD = 1_000_000
 # Output image tokens of GPT Image models per quality at 1024x1024; other sizes scale with pixels.
 _OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
 _WORST_INPUT_IMAGE_TOKENS = 6_500  # one source image at high input fidelity
+_PARTIAL_IMAGE_TOKENS = 100  # output tokens OpenAI bills for each partial image of a stream
 _LARGEST_AUTO_SIZE = (1536, 1024)
 
 
@@ -31,25 +32,29 @@ def _ceil_div(a: int, b: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CostInputs:
-    """What a price needs to know about one edit."""
+    """What a price needs to know about one job."""
 
     n: int
     prompt_chars: int
     input_pixels: tuple[int, ...]  # width*height of each source image
     size: tuple[int, int] | None  # requested output size, None for auto
     quality: str | None
+    partial_images: int = 0  # streamed partial images per output
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
     """A model's price. `kind` is "tokens", "per_image", "megapixels" or "free".
 
-    Token rates are micro-dollars per one million tokens; other rates are micro-dollars.
+    Token rates are micro-dollars per one million tokens; other rates are micro-dollars. A per-image price
+    may depend on the size (`by_size` keys "WxH") or on quality and size ("QUALITY/WxH"); a request that
+    names no quality is priced at `default_quality`.
     """
 
     kind: str
     rates: Mapping[str, int] = field(default_factory=dict)
     by_size: Mapping[str, int] = field(default_factory=dict)
+    default_quality: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The price as listed by GET /v1/models, in USD."""
@@ -60,6 +65,8 @@ class Price:
             out.update({f"{k}_usd": micros_to_usd(v) for k, v in self.rates.items()})
         if self.by_size:
             out["per_image_usd_by_size"] = {k: micros_to_usd(v) for k, v in self.by_size.items()}
+        if self.default_quality is not None:
+            out["default_quality"] = self.default_quality
         return out
 
     # --- estimates: the worst plausible cost, held before any upstream call ------------------------
@@ -70,6 +77,7 @@ class Price:
             quality = c.quality if c.quality in _OUTPUT_TOKENS_1024 else "high"
             width, height = c.size or _LARGEST_AUTO_SIZE
             per_image = _ceil_div(_OUTPUT_TOKENS_1024[quality] * width * height, 1024 * 1024)
+            per_image += _PARTIAL_IMAGE_TOKENS * c.partial_images
             return self._tokens(text_in=text, image_in=images, image_out=per_image * c.n)
         return self._per_output(c)
 
@@ -85,7 +93,10 @@ class Price:
     def _per_output(self, c: CostInputs) -> int:
         if self.kind == "per_image":
             size_key = f"{c.size[0]}x{c.size[1]}" if c.size else None
-            if size_key and size_key in self.by_size:
+            quality_key = f"{c.quality or self.default_quality}/{size_key}"
+            if quality_key in self.by_size:
+                unit = self.by_size[quality_key]
+            elif size_key and size_key in self.by_size:
                 unit = self.by_size[size_key]
             elif self.by_size:
                 unit = max(self.by_size.values())
@@ -100,7 +111,7 @@ class Price:
             per_image = self.rates["first_mp"] + (out_mp - 1) * self.rates["extra_mp"]
             return per_image * c.n + in_mp * self.rates["input_mp"]
         if self.kind == "tokens":  # no usage reported: price the outputs from the token table
-            return self.estimate(CostInputs(c.n, c.prompt_chars, (), c.size, c.quality))
+            return self.estimate(CostInputs(c.n, c.prompt_chars, (), c.size, c.quality, c.partial_images))
         return 0
 
     def _from_usage(self, usage: TokenUsage) -> int:
@@ -132,6 +143,8 @@ def price_from_mapping(raw: Mapping[str, Any]) -> Price:
     kind = str(raw.get("kind", "free"))
     if kind not in ("tokens", "per_image", "megapixels", "free"):
         raise ValueError(f"unknown price kind {kind!r}")
-    rates = {k: usd_to_micros(v) for k, v in raw.items() if k not in ("kind", "by_size")}
+    rates = {k: usd_to_micros(v) for k, v in raw.items() if k not in ("kind", "by_size", "default_quality")}
     by_size = {k: usd_to_micros(v) for k, v in raw.get("by_size", {}).items()}
-    return Price(kind=kind, rates=rates, by_size=by_size)
+    default_quality = raw.get("default_quality")
+    return Price(kind=kind, rates=rates, by_size=by_size,
+                 default_quality=str(default_quality) if default_quality is not None else None)

@@ -1,4 +1,4 @@
-"""Async edit tasks as the core sees them: what is persisted to run one later, and what a client is shown."""
+"""Async tasks as the core sees them: what is persisted to run an image job later, and what a client is shown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from imagegate.core.jobs import Operation
 from imagegate.core.pricing import CostInputs
 
 TASK_PREFIX = "ldtask_"
@@ -39,8 +40,9 @@ class StoredInput:
 
 @dataclass(frozen=True, slots=True)
 class TaskInput:
-    """Everything a worker needs to run the edit again from scratch, in any gateway process."""
+    """Everything a worker needs to run the job again from scratch, in any gateway process."""
 
+    operation: Operation
     model: str
     prompt: str
     n: int
@@ -50,7 +52,8 @@ class TaskInput:
     costs: CostInputs
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "prompt": self.prompt, "n": self.n, "options": dict(self.options),
+        return {"operation": self.operation, "model": self.model, "prompt": self.prompt, "n": self.n,
+                "options": dict(self.options),
                 "images": [asdict(i) for i in self.images], "mask": asdict(self.mask) if self.mask else None,
                 "costs": asdict(self.costs)}
 
@@ -59,7 +62,8 @@ class TaskInput:
         costs = dict(raw["costs"])
         costs["input_pixels"] = tuple(costs["input_pixels"])
         costs["size"] = tuple(costs["size"]) if costs.get("size") else None
-        return cls(model=raw["model"], prompt=raw["prompt"], n=int(raw["n"]), options=dict(raw["options"]),
+        return cls(operation=raw.get("operation", "edit"), model=raw["model"], prompt=raw["prompt"],
+                   n=int(raw["n"]), options=dict(raw["options"]),
                    images=tuple(StoredInput(**i) for i in raw["images"]),
                    mask=StoredInput(**raw["mask"]) if raw.get("mask") else None, costs=CostInputs(**costs))
 

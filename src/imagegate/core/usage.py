@@ -36,3 +36,18 @@ class TokenUsage:
         if details_out:
             out["output_tokens_details"] = details_out
         return out
+
+
+def combined(usages: list[TokenUsage | None]) -> TokenUsage | None:
+    """The counts of several answers of one job added up (a stream's final images); None if any is missing."""
+    if not usages or any(u is None for u in usages):
+        return None
+
+    def total(name: str) -> int | None:
+        values = [getattr(u, name) for u in usages]
+        return None if any(v is None for v in values) else sum(values)
+
+    return TokenUsage(input_tokens=sum(u.input_tokens for u in usages if u is not None),
+                      output_tokens=sum(u.output_tokens for u in usages if u is not None),
+                      text_in=total("text_in"), image_in=total("image_in"), cached_in=total("cached_in"),
+                      text_out=total("text_out"), image_out=total("image_out"))

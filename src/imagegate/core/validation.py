@@ -1,4 +1,4 @@
-"""Request validation: generic field rules, then the rules a model declares in its ModelSpec."""
+"""Request validation: generic field rules, then the rules a model declares for an operation."""
 
 from __future__ import annotations
 
@@ -6,38 +6,53 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagegate.core.capabilities import ModelSpec
+from imagegate.core.capabilities import MAX_N, OperationRules
 from imagegate.core.errors import InvalidImage, InvalidRequest, TooManyImages
+from imagegate.core.jobs import ImageRequest, Operation
 from imagegate.core.media import SourceImage
 
-MAX_N = 10
 ALIASES = {"compression": "output_compression"}
 _STRING_OPTIONS = frozenset({"size", "quality", "background", "output_format", "moderation", "input_fidelity",
-                             "user", "aspect_ratio", "resolution"})
+                             "user", "aspect_ratio", "resolution", "style", "safety_identifier"})
 _INT_OPTIONS = {"output_compression": (0, 100), "partial_images": (0, 3), "seed": (0, 2**32 - 1)}
 RESPONSE_FORMATS = ("url", "b64_json")
+_NOUNS = {"edit": "edits", "generate": "generations", "variation": "variations"}
 
 
 @dataclass(frozen=True, slots=True)
 class CommonFields:
-    """The fields every edit has, parsed from the request body."""
+    """The fields every image request has, parsed from its body."""
 
     n: int
-    response_format: str
+    response_format: str | None  # None: not sent (the operator's default applies)
     run_async: bool
+    stream: bool
     options: dict[str, Any]
 
 
-def _as_int(name: str, value: Any, low: int, high: int) -> int:
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for messages: 'a string', 'a number', 'an object', …"""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name)
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else "a file"
+
+
+def _as_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
-            raise InvalidRequest(f"'{name}' must be an integer.", param=name) from None
-    if not isinstance(value, int):
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name)
+            raise InvalidRequest(f"'{name}' must be an integer; got '{value[:40]}'.", param=name) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"'{name}' must be an integer; got {kind_of(value)}.", param=name)
     if not low <= value <= high:
         raise InvalidRequest(f"'{name}' must be between {low} and {high}; got {value}.", param=name)
     return value
@@ -48,12 +63,12 @@ def _as_bool(name: str, value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise InvalidRequest(f"'{name}' must be true or false.", param=name)
+    raise InvalidRequest(f"'{name}' must be true or false; got {kind_of(value)}.", param=name)
 
 
-def _as_str(name: str, value: Any) -> str:
+def as_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidRequest(f"'{name}' must be a string.", param=name)
+        raise InvalidRequest(f"'{name}' must be a string; got {kind_of(value)}.", param=name)
     return value.strip()
 
 
@@ -63,25 +78,23 @@ def parse_common(fields: Mapping[str, Any]) -> CommonFields:
     Fields that are absent stay absent; a JSON `null` counts as absent. Unknown fields are ignored.
     """
     n = _as_int("n", fields["n"], 1, MAX_N) if fields.get("n") is not None else 1
-    response_format = "url"
+    response_format = None
     if fields.get("response_format") is not None:
-        response_format = _as_str("response_format", fields["response_format"])
+        response_format = as_str("response_format", fields["response_format"])
         if response_format not in RESPONSE_FORMATS:
             raise InvalidRequest("'response_format' must be 'url' or 'b64_json'.", param="response_format")
     run_async = _as_bool("async", fields["async"]) if fields.get("async") is not None else False
-    if fields.get("stream") is not None and _as_bool("stream", fields["stream"]):
-        raise InvalidRequest("Streaming image edits are not supported; leave 'stream' unset or false.",
-                             param="stream")
+    stream = _as_bool("stream", fields["stream"]) if fields.get("stream") is not None else False
     options: dict[str, Any] = {}
     for raw_name, value in fields.items():
         name = ALIASES.get(raw_name, raw_name)
         if value is None:
             continue
         if name in _STRING_OPTIONS:
-            options[name] = _as_str(name, value)
+            options[name] = as_str(name, value)
         elif name in _INT_OPTIONS:
             options[name] = _as_int(name, value, *_INT_OPTIONS[name])
-    return CommonFields(n=n, response_format=response_format, run_async=run_async, options=options)
+    return CommonFields(n=n, response_format=response_format, run_async=run_async, stream=stream, options=options)
 
 
 def parse_size(value: str) -> tuple[int, int] | None:
@@ -92,62 +105,84 @@ def parse_size(value: str) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def check_request(spec: ModelSpec, *, prompt: str, image_count: int, has_mask: bool, run_async: bool,
-                  options: Mapping[str, Any]) -> dict[str, Any]:
+def check_request(rules: OperationRules, model: str, request: ImageRequest) -> dict[str, Any]:
     """Check what can be checked before any image is fetched; return the options to forward."""
-    if not prompt.strip():
-        raise InvalidRequest("'prompt' is required.", param="prompt")
-    if len(prompt) > spec.max_prompt:
-        raise InvalidRequest(f"'prompt' is longer than {spec.max_prompt} characters, the most "
-                             f"'{spec.id}' takes.", param="prompt")
-    if image_count == 0:
-        raise InvalidRequest("At least one source image is required.", param="image")
-    if image_count > spec.max_images:
-        raise TooManyImages(f"'{spec.id}' accepts at most {spec.max_images} source image"
-                            f"{'s' if spec.max_images != 1 else ''}; got {image_count}.", param="image")
-    if has_mask and not spec.supports_mask:
-        raise InvalidRequest(f"'{spec.id}' does not take a mask.", param="mask")
-    if run_async and not spec.supports_async:
-        raise InvalidRequest(f"'{spec.id}' does not support async requests.", param="async")
-    for name in sorted(spec.refuse & options.keys()):
-        raise InvalidRequest(f"'{name}' is not supported for '{spec.id}' edits.", param=name)
+    what = f"'{model}' {_NOUNS[request.operation]}"
+    _check_prompt(rules, model, request.operation, request.prompt)
+    count = len(request.images)
+    if count < rules.min_images:
+        raise InvalidRequest("At least one source image is required." if rules.min_images == 1 else
+                             f"{what} need at least {rules.min_images} source images.", param="image")
+    if count > rules.max_images:
+        if rules.max_images == 0:
+            raise InvalidRequest(f"{what} take no source image; send images to /v1/images/edits.", param="image")
+        raise TooManyImages(f"'{model}' accepts at most {rules.max_images} source image"
+                            f"{'s' if rules.max_images != 1 else ''}; got {count}.", param="image")
+    if request.mask is not None and not (rules.max_images and rules.supports_mask):
+        raise InvalidRequest(f"{what} take no mask.", param="mask")
+    if request.n > rules.max_n:
+        raise InvalidRequest(f"{what} make at most {rules.max_n} image{'s' if rules.max_n != 1 else ''} a request; "
+                             f"got n={request.n}.", param="n")
+    if request.run_async and not rules.supports_async:
+        raise InvalidRequest(f"{what} do not support async requests.", param="async")
+    if request.stream and not rules.supports_stream:
+        raise InvalidRequest(f"{what} cannot stream; leave 'stream' unset or false.", param="stream")
+    if request.stream and request.run_async:
+        raise InvalidRequest("A request may stream or be async, not both.", param="stream")
+    options = request.options
+    for name in sorted(rules.refuse & options.keys()):
+        raise InvalidRequest(f"'{name}' is not supported for {what}.", param=name)
     forwarded: dict[str, Any] = {}
     for name, value in options.items():
-        if name in spec.strip:
+        if name in rules.strip or name not in rules.params:  # a field the model does not take is not sent
             continue
-        allowed = spec.values.get(name)
-        if allowed is not None and name in spec.params and value not in allowed:
-            raise InvalidRequest(f"'{name}' must be one of {', '.join(allowed)} for '{spec.id}'; "
-                                 f"got '{value}'.", param=name)
-        if name == "size" and name in spec.params:  # elsewhere `size` is not forwarded, like any field
-            _check_size(spec, value)                  # the model does not take
-        if name in spec.params:
-            forwarded[name] = value
+        allowed = rules.values.get(name)
+        if allowed is not None and value not in allowed:
+            raise InvalidRequest(f"'{name}' must be one of {', '.join(allowed)} for '{model}'; got '{value}'.",
+                                 param=name)
+        if name == "size":
+            _check_size(rules, model, value)
+        forwarded[name] = value
     return forwarded
 
 
-def _check_size(spec: ModelSpec, value: str) -> None:
-    if value in spec.sizes:
+def _check_prompt(rules: OperationRules, model: str, operation: Operation, prompt: str) -> None:
+    if not rules.prompt:
+        if prompt.strip():
+            raise InvalidRequest(f"'{model}' {_NOUNS[operation]} take no prompt.", param="prompt")
+        return
+    if not prompt.strip():
+        raise InvalidRequest("'prompt' is required.", param="prompt")
+    if len(prompt) > rules.max_prompt:
+        raise InvalidRequest(f"'prompt' is longer than {rules.max_prompt} characters, the most '{model}' takes.",
+                             param="prompt")
+
+
+def _check_size(rules: OperationRules, model: str, value: str) -> None:
+    if value in rules.sizes:
         return
     dims = parse_size(value)
-    if spec.size_grid is not None and dims is not None and spec.size_grid.allows(*dims):
+    if rules.size_grid is not None and dims is not None and rules.size_grid.allows(*dims):
         return
-    if spec.size_grid is not None:
-        expected = spec.size_grid.describe()
+    if rules.size_grid is not None:
+        expected = rules.size_grid.describe()
     else:
-        expected = "one of " + ", ".join(spec.sizes)
-    raise InvalidRequest(f"Invalid size '{value}' for '{spec.id}': expected {expected}.", param="size")
+        expected = "one of " + ", ".join(rules.sizes)
+    raise InvalidRequest(f"Invalid size '{value}' for '{model}': expected {expected}.", param="size")
 
 
-def check_images(spec: ModelSpec, images: Sequence[SourceImage], mask: SourceImage | None) -> None:
-    """Check the resolved images against the model's rules."""
+def check_images(rules: OperationRules, model: str, images: Sequence[SourceImage], mask: SourceImage | None) -> None:
+    """Check the resolved images against the operation's rules."""
     for image in images:
-        if image.info.format not in spec.input_formats:
-            raise InvalidImage(f"'{image.param}' must be {' or '.join(sorted(spec.input_formats)).upper()} "
-                               f"for '{spec.id}'.", param=image.param)
-        if spec.square_png and image.info.width != image.info.height:
-            raise InvalidRequest(f"'{image.param}' must be square for '{spec.id}'; it is "
+        if image.info.format not in rules.input_formats:
+            raise InvalidImage(f"'{image.param}' must be {' or '.join(sorted(rules.input_formats)).upper()} "
+                               f"for '{model}'.", param=image.param)
+        if rules.square_png and image.info.width != image.info.height:
+            raise InvalidRequest(f"'{image.param}' must be square for '{model}'; it is "
                                  f"{image.info.width}x{image.info.height}.", param=image.param)
+        if rules.max_input_bytes is not None and image.size > rules.max_input_bytes:
+            raise InvalidRequest(f"'{image.param}' must be smaller than {rules.max_input_bytes // (1024 * 1024)} MB "
+                                 f"for '{model}'.", param=image.param, code="image_too_large")
     if mask is not None:
         first = images[0].info
         if mask.info.format != "png":
@@ -159,6 +194,6 @@ def check_images(spec: ModelSpec, images: Sequence[SourceImage], mask: SourceIma
         if not mask.info.has_alpha:
             raise InvalidRequest("'mask' must have an alpha channel; its fully transparent pixels mark "
                                  "where to edit.", param=mask.param)
-    elif spec.needs_alpha and not images[0].info.has_alpha:
+    elif rules.needs_alpha and images and not images[0].info.has_alpha:
         raise InvalidRequest(f"Without a mask, '{images[0].param}' must have transparent areas (an alpha "
-                             f"channel) for '{spec.id}' to edit.", param=images[0].param)
+                             f"channel) for '{model}' to edit.", param=images[0].param)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagegate.db.clock import aware, utcnow
@@ -35,7 +35,7 @@ class FileRecord:
     def body(self) -> dict[str, Any]:
         return {"id": self.id, "object": "file", "bytes": self.bytes,
                 "created_at": int(self.created_at.timestamp()), "filename": self.filename,
-                "purpose": self.purpose, "status": "processed", "status_details": None,
+                "purpose": self.purpose, "status": "processed",
                 "expires_at": int(self.expires_at.timestamp()) if self.expires_at else None}
 
 
@@ -71,6 +71,28 @@ class FileRepository:
         if record.expires_at is not None and record.expires_at <= utcnow():
             return None
         return record
+
+    async def page(self, account_id: int, *, after: str | None = None, limit: int = 10000, order: str = "desc",
+                   purpose: str | None = None) -> tuple[list[FileRecord], bool]:
+        """The account's live files by creation time (`order` asc or desc), those after the file `after`, at
+        most `limit`; and whether more follow. LookupError when the account has no file `after`."""
+        f = StoredFile
+        where = [f.account_id == account_id, (f.expires_at.is_(None)) | (f.expires_at > utcnow())]
+        if purpose is not None:
+            where.append(f.purpose == purpose)
+        descending = order == "desc"
+        async with self._sessions() as session:
+            if after is not None:
+                cursor = (await session.execute(select(f.created_at, f.id).where(
+                    f.id == after, f.account_id == account_id))).one_or_none()
+                if cursor is None:
+                    raise LookupError(after)
+                later = tuple_(f.created_at, f.id) < tuple_(*cursor) if descending else \
+                    tuple_(f.created_at, f.id) > tuple_(*cursor)
+                where.append(later)
+            ordering = (f.created_at.desc(), f.id.desc()) if descending else (f.created_at.asc(), f.id.asc())
+            rows = (await session.scalars(select(f).where(*where).order_by(*ordering).limit(limit + 1))).all()
+        return [_record(row) for row in rows[:limit]], len(rows) > limit
 
     async def purge_expired(self, limit: int = 100) -> list[str]:
         """Delete expired files' records; returns their blob keys, to delete."""

@@ -1,4 +1,5 @@
-"""The edit pipeline: decode, combine, inpaint, apply the prompt's operations, vary, fit, encode."""
+"""The edit pipeline: decode, combine, inpaint, apply the prompt's operations, vary, fit, encode; and
+variations, the same pipeline without a prompt."""
 
 from __future__ import annotations
 
@@ -91,6 +92,33 @@ def edit_images(
         if region is not None:
             rgb = _confine(rgb, edited.rgb, base.rgb, region)
         picture = Picture(rgb, alpha)
+        if background == "opaque":
+            picture = flatten(picture)
+        if size is not None:
+            picture = cover(picture, *size)
+        results.append(encode(picture, fmt, output_compression))
+    return results
+
+
+def vary_images(
+    source: bytes,
+    *,
+    n: int = 1,
+    size: tuple[int, int] | None = None,
+    output_format: str = "png",
+    output_compression: int | None = None,
+    seed: int | None = None,
+    background: str | None = None,
+) -> list[bytes]:
+    """n variations of one image: the variant jitter of `edit_images` alone (hue, contrast, brightness),
+    seeded with `seed` or a hash of the image, then fitted to `size`. Pure, synchronous, CPU-bound."""
+    fmt = _check_arguments([source], n, size, output_format, output_compression, background)
+    base = decode(source)
+    alpha = _output_alpha(base, background, fmt, may_key=True)
+    root = seed if seed is not None else int.from_bytes(hashlib.sha256(source).digest()[:8], "big")
+    results = []
+    for variant in range(n):
+        picture = Picture(_vary(base.rgb, np.random.default_rng((root + variant) % 2**64)), alpha)
         if background == "opaque":
             picture = flatten(picture)
         if size is not None:

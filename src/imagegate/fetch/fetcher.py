@@ -18,8 +18,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from imagegate.core.edits import UrlRef
 from imagegate.core.errors import GatewayError, ImageFetchFailed, InvalidImageURL
+from imagegate.core.jobs import UrlRef
 from imagegate.core.media import SourceImage
 from imagegate.fetch.data_url import DataURL, decode_data_url, is_data_url, parse_data_url
 from imagegate.fetch.policy import AddressPolicy, FetchSettings
@@ -86,6 +86,26 @@ class SafeFetcher:
             _close_all(results)
             raise failure
         return [image for image in results if image is not None]
+
+    async def fetch_result(self, url: str, *, max_bytes: int) -> bytes:
+        """A result image an upstream answered with a URL of, under the rules of user URLs, read to at most
+        `max_bytes` (ImageTooLarge beyond). The bytes are not checked here: the caller checks them as an
+        upstream's output."""
+        if self._closed:
+            raise RuntimeError("SafeFetcher is closed")
+        ref = UrlRef(param="result", url=url)
+        target = self._parse(ref)
+        budget = Budget(max_bytes, max_bytes)
+        if isinstance(target, DataURL):
+            file = await decode_data_url(target, ref.param, budget=budget,
+                                         memory_bytes=self._settings.spool_memory_bytes)
+        else:
+            async with self._slots():
+                file, _ = await self._download(target, ref.param, budget)
+        try:
+            return await asyncio.to_thread(_read_all, file)
+        finally:
+            file.close()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -216,6 +236,11 @@ class SafeFetcher:
                 requote_redirect_url=False,
             )
         return self._session
+
+
+def _read_all(file: BinaryIO) -> bytes:
+    file.seek(0)
+    return file.read()
 
 
 def _close_all(images: Sequence[SourceImage | None]) -> None:

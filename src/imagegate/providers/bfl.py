@@ -1,9 +1,10 @@
 """Black Forest Labs FLUX (`type = "bfl"`): submit a task, poll its `polling_url`, download the sample.
 
-Every BFL endpoint is asynchronous. `submit` posts the job to `{base}/v1/{model}` and returns a `BflJob`
-(id, polling_url, cost) that the persisted task runner can keep across a restart; `poll` follows that
-job to its end and downloads the result at once (the signed `result.sample` URL lives ten minutes);
-`edit` is the two together, with `n` tasks submitted concurrently.
+Every BFL endpoint is asynchronous, and one endpoint per model serves both operations: a submit with
+`input_image` fields edits, one without generates. `submit` posts the job to `{base}/v1/{model}` and
+returns a `BflJob` (id, polling_url, cost) that the persisted task runner can keep across a restart;
+`poll` follows that job to its end and downloads the result at once (the signed `result.sample` URL lives
+ten minutes); `run` is the two together, with `n` tasks submitted concurrently.
 
 Once a task is submitted it may be billed, so nothing after that point is resubmitted by this adapter or
 marked retryable — except the `Error` status, a failed generation that produced nothing. The polling
@@ -26,7 +27,6 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import orjson
 
-from imagegate.core.edits import EditJob, EditResult
 from imagegate.core.errors import (
     GatewayError,
     InvalidRequest,
@@ -36,13 +36,15 @@ from imagegate.core.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from imagegate.core.jobs import ImageJob, ImageResult
 from imagegate.core.media import ImageFormat
+from imagegate.core.ports import ResultFetcher
 from imagegate.core.validation import parse_size
 from imagegate.providers.http import (
     MAX_RESULT_BYTES,
+    ResultDownloads,
     UpstreamSession,
     b64encode,
-    download_image,
     excerpt,
     gather_all,
     is_transient,
@@ -109,7 +111,7 @@ def family(model: str) -> Family:
     return FAMILIES[max(matches, key=len)] if matches else FAMILIES["flux-2"]
 
 
-async def submit_body(job: EditJob, index: int = 0) -> dict[str, Any]:
+async def submit_body(job: ImageJob, index: int = 0) -> dict[str, Any]:
     """The JSON body for one BFL task; `index` > 0 shifts a given seed so n tasks give n images."""
     fam = family(job.upstream_model)
     if job.mask is not None:
@@ -189,7 +191,8 @@ def _same_site(base: str, url: str) -> bool:
 
 class BflProvider:
     def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL, timeout: float = 600.0,
-                 poll_schedule: PollSchedule | None = None, poll_timeout: float | None = None) -> None:
+                 poll_schedule: PollSchedule | None = None, poll_timeout: float | None = None,
+                 results: ResultFetcher | None = None) -> None:
         self._name = name
         self._base = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._headers = {"x-key": api_key}
@@ -197,16 +200,17 @@ class BflProvider:
         self._poll_timeout = timeout if poll_timeout is None else poll_timeout
         self._request_timeout = aiohttp.ClientTimeout(total=min(timeout, 60.0), sock_connect=10)
         self._session = UpstreamSession(timeout=timeout)
+        self._downloads = ResultDownloads(name, self._session, self._base, results, timeout=timeout)
 
-    async def edit(self, job: EditJob) -> EditResult:
+    async def run(self, job: ImageJob) -> ImageResult:
         return await self.resume(await self.start(job), job)
 
-    async def start(self, job: EditJob) -> dict[str, Any]:
+    async def start(self, job: ImageJob) -> dict[str, Any]:
         """Submit the job's `n` tasks; their ids and polling URLs, as JSON data a restart can resume from."""
         jobs = await gather_all(self.submit(job, index=i) for i in range(job.n))
         return {"jobs": [{"id": j.id, "polling_url": j.polling_url, "cost": j.cost} for j in jobs]}
 
-    async def resume(self, state: Mapping[str, Any], job: EditJob) -> EditResult:
+    async def resume(self, state: Mapping[str, Any], job: ImageJob) -> ImageResult:
         """Follow tasks `start` submitted (in this process or before a restart) to their images."""
         try:
             jobs = [BflJob(id=str(j["id"]), polling_url=str(j["polling_url"]), cost=_credits(j.get("cost")))
@@ -215,11 +219,11 @@ class BflProvider:
             raise UpstreamError(f"The saved state of a '{self._name}' job is unreadable.") from exc
         results = await gather_all(self.poll(j, max_bytes=job.max_output_bytes) for j in jobs)
         costs = [r.cost_micros for r in results]
-        return EditResult(images=[image for r in results for image in r.images], created=int(time.time()),
+        return ImageResult(images=[image for r in results for image in r.images], created=int(time.time()),
                           echo=results[0].echo,
                           cost_micros=None if None in costs else sum(c for c in costs if c is not None))
 
-    async def submit(self, job: EditJob, *, index: int = 0) -> BflJob:
+    async def submit(self, job: ImageJob, *, index: int = 0) -> BflJob:
         """Start one task upstream. Failures here are safe to retry elsewhere: nothing was accepted."""
         data = orjson.dumps(await submit_body(job, index))
         url = f"{self._base}/v1/{quote(job.upstream_model, safe='')}"
@@ -237,7 +241,7 @@ class BflProvider:
                                 "gateway will not send its key there.")
         return BflJob(id=task_id, polling_url=polling_url, cost=_credits(parsed.get("cost")))
 
-    async def poll(self, bfl_job: BflJob, *, max_bytes: int = MAX_RESULT_BYTES) -> EditResult:
+    async def poll(self, bfl_job: BflJob, *, max_bytes: int = MAX_RESULT_BYTES) -> ImageResult:
         """Follow a submitted task to its end; download the result (at most `max_bytes`) at once and return it.
 
         The image passes the output check: bytes that are not a PNG, JPEG or WebP image are refused.
@@ -269,11 +273,11 @@ class BflProvider:
             raise UpstreamError(f"The provider '{self._name}' reported task {bfl_job.id} ready without a result.")
         # The signed sample expires (ten minutes), so it is fetched now; never with the key, and not
         # retryable elsewhere: the task is done and billed.
-        image = await download_image(self._session.get(), sample, provider=self._name, max_bytes=max_bytes,
-                                     client_timeout=self._request_timeout, retries=2, pause=self._schedule)
+        image = await self._downloads.image(sample, max_bytes=max_bytes, retries=2, pause=self._schedule,
+                                            retryable=False)
         credits = _credits(state.get("cost"))
         credits = bfl_job.cost if credits is None else credits
-        return EditResult(images=[image], created=int(time.time()), echo={"output_format": image.format},
+        return ImageResult(images=[image], created=int(time.time()), echo={"output_format": image.format},
                           cost_micros=None if credits is None else round(credits * MICROS_PER_CREDIT))
 
     async def _poll_once(self, bfl_job: BflJob) -> dict[str, Any]:

@@ -17,12 +17,14 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from imagegate.core.errors import GatewayError, ImageTooLarge, InvalidImage, UpstreamError, UpstreamTimeout
 from imagegate.core.media import OutputImage, SourceImage
+from imagegate.core.ports import ResultFetcher
 from imagegate.imaging import output_image
 
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # largest result image downloaded from an upstream
@@ -253,6 +255,52 @@ async def download_image(session: aiohttp.ClientSession, url: str, *, provider: 
         raise UpstreamError(f"The provider '{provider}' result could not be downloaded ({how}); its signed URL "
                             "may have expired.", retryable=retryable)
     return checked_image(data, provider=provider, retryable=retryable)
+
+
+class ResultDownloads:
+    """Where an upstream's result URLs are fetched from. A URL on the provider's own origin (its configured
+    base URL's scheme, host and port: an operator's choice, whatever its address) is fetched with the
+    provider's session, without its credentials; any other is fetched by `results` under the rules for
+    user URLs (public addresses only, redirects re-checked), or refused when there is none. Either way the
+    body is capped and the image checked."""
+
+    def __init__(self, provider: str, session: UpstreamSession, base_url: str, results: ResultFetcher | None, *,
+                 timeout: float) -> None:
+        self._provider = provider
+        self._session = session
+        self._origin = _origin(base_url)
+        self._results = results
+        self._timeout = aiohttp.ClientTimeout(total=min(timeout, 60.0), sock_connect=10)
+
+    async def image(self, url: str, *, max_bytes: int, retries: int = 0,
+                    pause: Callable[[int], float] = lambda attempt: 0.0, retryable: bool = True) -> OutputImage:
+        if _origin(url) == self._origin:
+            return await download_image(self._session.get(), url, provider=self._provider, max_bytes=max_bytes,
+                                        client_timeout=self._timeout, retries=retries, pause=pause,
+                                        retryable=retryable)
+        if self._results is None:
+            raise UpstreamError(f"The provider '{self._provider}' answered with a URL on another host, which this "
+                                "gateway does not fetch.", retryable=retryable)
+        for attempt in range(retries + 1):
+            try:
+                data = await self._results.fetch_result(url, max_bytes=max_bytes)
+            except GatewayError as exc:  # refused, unreachable or too large: the upstream's fault
+                if attempt == retries:
+                    raise UpstreamError(f"The provider '{self._provider}' result could not be fetched from its "
+                                        f"URL ({exc.code}).", retryable=retryable) from exc
+                await asyncio.sleep(pause(attempt))
+                continue
+            return checked_image(data, provider=self._provider, retryable=retryable)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def checked_image(data: bytes, *, provider: str, retryable: bool = True, b64_json: str | None = None) -> OutputImage:

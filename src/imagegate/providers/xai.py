@@ -1,9 +1,10 @@
-"""xAI Grok Imagine image edits (`type = "xai"`).
+"""xAI Grok Imagine images (`type = "xai"`): edits and generations.
 
-xAI takes JSON only: sources go as base64 data URIs, `image` for one and `images` for two or three. The
-gateway always asks for `b64_json` so nothing ephemeral is left upstream; if the answer carries URLs
-anyway they are downloaded at once with the provider's session. `size` (and anything else the catalog
-does not list for the model) is never sent: xAI answers "Argument not supported: size".
+xAI takes JSON only: an edit's sources go as base64 data URIs, `image` for one and `images` for two or
+three; a generation is the same body without them, to /images/generations. The gateway always asks for
+`b64_json` so nothing ephemeral is left upstream; if the answer carries URLs anyway they are downloaded at
+once (ResultDownloads). `size` (and anything else the catalog does not list for the model) is never sent:
+xAI answers "Argument not supported: size".
 
 Errors come flat, `{"code": "<gRPC status text>", "error": "<message>"}`, or relayed OpenAI-style,
 `{"error": {"message": …}}`. xAI uses one status (400 "Client specified an invalid argument") for bad
@@ -18,10 +19,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import orjson
 
-from imagegate.core.edits import EditJob, EditResult
 from imagegate.core.errors import (
     GatewayError,
     InvalidRequest,
@@ -30,12 +29,14 @@ from imagegate.core.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
+from imagegate.core.jobs import ImageJob, ImageResult
 from imagegate.core.media import OutputImage, SourceImage
+from imagegate.core.ports import ResultFetcher
 from imagegate.providers.http import (
+    ResultDownloads,
     UpstreamSession,
     answer_bytes,
     b64encode,
-    download_image,
     excerpt,
     gather_all,
     image_from_b64,
@@ -63,8 +64,8 @@ async def _data_uri(image: SourceImage) -> str:
     return f"data:{image.info.mime_type};base64,{await b64encode(image)}"
 
 
-async def edit_body(job: EditJob) -> dict[str, Any]:
-    """The JSON body xAI's /images/edits expects for this job."""
+async def request_body(job: ImageJob) -> dict[str, Any]:
+    """The JSON body xAI's endpoint for the job expects (/images/edits or /images/generations)."""
     if job.mask is not None:
         raise InvalidRequest(f"'{job.model}' does not take a mask.", param="mask")
     if len(job.images) > MAX_REFERENCES:
@@ -74,7 +75,7 @@ async def edit_body(job: EditJob) -> dict[str, Any]:
                             "response_format": "b64_json"}
     if len(refs) == 1:
         body["image"] = refs[0]
-    else:
+    elif refs:
         body["images"] = refs
     body.update((name, job.options[name]) for name in _FORWARDED if name in job.options)
     return body
@@ -127,25 +128,26 @@ def translate_error(status: int, body: bytes, headers: Mapping[str, str], provid
 
 
 class XaiProvider:
-    def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL,
-                 timeout: float = 600.0) -> None:
+    def __init__(self, *, name: str, api_key: str, base_url: str = DEFAULT_BASE_URL, timeout: float = 600.0,
+                 results: ResultFetcher | None = None) -> None:
         self._name = name
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/images/edits"
+        self._base = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._download_timeout = aiohttp.ClientTimeout(total=min(timeout, 60.0), sock_connect=10)
         self._session = UpstreamSession(timeout=timeout)
+        self._downloads = ResultDownloads(name, self._session, self._base, results, timeout=timeout)
 
-    async def edit(self, job: EditJob) -> EditResult:
-        data = orjson.dumps(await edit_body(job))
-        body = await post(self._session.get(), self._url, data=data, headers=self._headers, provider=self._name,
+    async def run(self, job: ImageJob) -> ImageResult:
+        data = orjson.dumps(await request_body(job))
+        url = f"{self._base}/images/{'generations' if job.operation == 'generate' else 'edits'}"
+        body = await post(self._session.get(), url, data=data, headers=self._headers, provider=self._name,
                           translate=translate_error, max_bytes=answer_bytes(job.n, job.max_output_bytes))
         parsed = await parse_json(body, self._name)
         images = await self._outputs(parsed.get("data"), job)
         created = parsed.get("created")
-        return EditResult(images=images, cost_micros=cost_micros(parsed.get("usage")),
-                          created=created if isinstance(created, int) and not isinstance(created, bool) else None)
+        return ImageResult(images=images, cost_micros=cost_micros(parsed.get("usage")),
+                           created=created if isinstance(created, int) and not isinstance(created, bool) else None)
 
-    async def _outputs(self, items: Any, job: EditJob) -> list[OutputImage]:
+    async def _outputs(self, items: Any, job: ImageJob) -> list[OutputImage]:
         """The answer's images, checked; URLs (ephemeral on xAI's side) are downloaded now."""
         if not isinstance(items, Sequence) or not items:
             raise UpstreamError(f"The provider '{self._name}' returned no image.", retryable=True)
@@ -156,13 +158,10 @@ class XaiProvider:
             if b64 is not None:
                 return await image_from_b64(b64, provider=self._name, max_bytes=job.max_output_bytes)
             if isinstance(url, str) and url:  # a signed URL: fetched without credentials
-                return await download_image(self._session.get(), url, provider=self._name,
-                                            max_bytes=job.max_output_bytes, client_timeout=self._download_timeout,
-                                            retryable=True)
+                return await self._downloads.image(url, max_bytes=job.max_output_bytes)
             raise UpstreamError(f"The provider '{self._name}' returned an item without an image.", retryable=True)
 
         return await gather_all(output(item) for item in items[: job.n])
 
     async def aclose(self) -> None:
         await self._session.aclose()
-

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 
 from imagegate.config import TaskSettings
-from imagegate.core.edits import EditJob
 from imagegate.core.errors import GatewayError
+from imagegate.core.jobs import ImageJob
 from imagegate.core.media import SourceImage
 from imagegate.core.ports import BlobStore, TaskStore
-from imagegate.core.service import EditService
+from imagegate.core.service import ImageService
 from imagegate.core.tasks import TIMED_OUT, ClaimedTask, LeaseLost, UpstreamJob
 from imagegate.db.presence import new_instance_id
 from imagegate.inputs import load_image
@@ -31,11 +31,11 @@ log = logging.getLogger("imagegate.tasks")
 
 
 class TaskRunner:
-    def __init__(self, store: TaskStore, edits: EditService, blobs: BlobStore, settings: TaskSettings, *,
+    def __init__(self, store: TaskStore, images: ImageService, blobs: BlobStore, settings: TaskSettings, *,
                  wake: asyncio.Event | None = None, ended: Callable[[str], None] = lambda outcome: None,
                  owner: str | None = None) -> None:
         self._store = store
-        self._edits = edits
+        self._images = images
         self._blobs = blobs
         self._settings = settings
         self._ended = ended  # told "completed" or the error code of every task this process ends
@@ -138,38 +138,39 @@ class TaskRunner:
             await self._fail(task, "internal_error", "The gateway failed to run the task; it was not billed.")
 
     async def _execute(self, task: ClaimedTask) -> None:
-        spec = self._edits.catalog.spec(task.input.model)
+        spec = self._images.catalog.spec(task.input.model)
         sources: list[SourceImage] = []
         try:
             for stored in (*task.input.images, *([task.input.mask] if task.input.mask else [])):
                 sources.append(await load_image(self._blobs, stored.key, param=stored.param,
                                                 filename=stored.filename, size=stored.size))
             images, mask = (sources[:-1], sources[-1]) if task.input.mask else (sources, None)
-            job = EditJob(model=spec.id, upstream_model=spec.upstream_model, prompt=task.input.prompt,
-                          n=task.input.n, images=images, mask=mask, options=task.input.options,
-                          response_format="url", max_output_bytes=spec.output_bytes(task.input.costs.size))
+            job = ImageJob(operation=task.input.operation, model=spec.id, upstream_model=spec.upstream_model,
+                           prompt=task.input.prompt, n=task.input.n, images=images, mask=mask,
+                           options=task.input.options, response_format="url",
+                           max_output_bytes=spec.output_bytes(task.input.costs.size))
 
             async def started(upstream: UpstreamJob) -> None:
                 if not await self._store.save_upstream(task.id, self.owner, upstream):
                     raise LeaseLost(task.id)
 
-            result = await self._edits.execute(spec, job, resume=task.upstream, started=started)
+            result = await self._images.execute(spec, job, resume=task.upstream, started=started)
         finally:
             for source in sources:
                 source.close()
-        cost = self._edits.cost(spec, task.input.costs, result)
-        data, keys = await self._edits.deliver_urls(result.images)
+        cost = self._images.cost(spec, task.input.costs, result)
+        data, keys = await self._images.delivery.deliver_urls(result.images)
         usage = result.usage.to_json() if result.usage is not None else None
         if not await self._store.complete(task.id, self.owner, data=data, usage=usage, output_keys=keys,
                                           cost=cost):
-            await self._edits.discard(keys)
+            await self._images.delivery.discard(keys)
             raise LeaseLost(task.id)
         log.info("task %s completed; charged %d micro-USD", task.id, cost)
         self._ended("completed")
-        await self._edits.discard(task.input.blob_keys())
+        await self._images.delivery.discard(task.input.blob_keys())
 
     async def _fail(self, task: ClaimedTask, code: str, message: str) -> None:
         if await self._store.fail(task.id, self.owner, code=code, message=message):
             log.info("task %s failed: %s", task.id, code)
             self._ended(code)
-            await self._edits.discard(task.input.blob_keys())
+            await self._images.delivery.discard(task.input.blob_keys())
