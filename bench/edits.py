@@ -128,8 +128,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(latency: float = 0.0) -> AsyncIterator[Stack]:
-    up_port, gw_port = free_port(), free_port()
+async def running_stack(latency: float = 0.0, upstream_port: int | None = None) -> AsyncIterator[Stack]:
+    """The emulator (a process of its own, unless `upstream_port` names one already running) and the gateway."""
+    up_port, gw_port = upstream_port or free_port(), free_port()
     work = Path(tempfile.mkdtemp(prefix="imagegate-bench-"))
     config = work / "imagegate.toml"
     config.write_text(f"""
@@ -146,8 +147,8 @@ api_key = "sk-upstream"
 models = ["gpt-image-1.5"]
 """)
     env = {**os.environ, "IMAGEGATE_CONFIG": str(config)}
-    upstream = subprocess.Popen([PYTHON, str(ROOT / "bench/openai_upstream.py"), "--port", str(up_port),
-                                 "--latency", str(latency)])
+    upstream = None if upstream_port else subprocess.Popen(
+        [PYTHON, str(ROOT / "bench/openai_upstream.py"), "--port", str(up_port), "--latency", str(latency)])
     key = subprocess.run([PYTHON, "-m", "imagegate.cli", "keys", "create", "--account", "bench",
                           "--credit", "1000000"], env=env, check=True, capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
@@ -159,8 +160,9 @@ models = ["gpt-image-1.5"]
                     gateway=gateway, startup=time.perf_counter() - started)
     finally:
         for proc in (gateway, upstream):
-            proc.terminate()
-            proc.wait(10)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:

@@ -124,7 +124,8 @@ async def build_gateway(settings: Settings, *, fetcher: SafeFetcher | None = Non
     metrics.watch_circuits(router.health)
     images = ImageService(catalog, InputResolver(files, blobs, fetcher), ledger, blobs, tasks, router,
                           request_timeout=settings.limits.request_timeout, task_deadline=settings.tasks.deadline,
-                          task_retention=settings.tasks.retention, task_accepted=new_tasks.set)
+                          task_retention=settings.tasks.retention, task_accepted=new_tasks.set,
+                          default_model=settings.api.default_model)
     idempotency = SqlIdempotencyStore(transactions, owner=presence.id, lease=presence.lease,
                                       stale_after=settings.billing.hold_ttl)
     runner = TaskRunner(tasks, images, blobs, settings.tasks, wake=new_tasks, ended=metrics.task_ended,

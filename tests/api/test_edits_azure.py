@@ -172,3 +172,16 @@ async def test_webp_output_is_refused_before_anything_is_sent(gw: Harness, emu: 
     assert await gw.books() == (balance, 0, 0)
     kinds = [e.kind for e in await gw.gateway.accounts.ledger("alice")]
     assert kinds.count("hold") == kinds.count("release") and "settle" not in kinds
+
+
+async def test_a_generation_through_azure(gw: Harness, emu: AzureEmulator) -> None:
+    r = await gw.client.post("/v1/images/generations", headers=gw.auth, json={
+        "model": "gpt-image-1", "prompt": "a fox", "size": "1024x1024", "quality": "low",
+        "response_format": "url"})
+    assert r.status_code == 200, r.text
+    [sent] = emu.generation_requests
+    assert sent.path == f"/openai/deployments/{DEPLOYMENT}/images/generations" and "response_format" not in sent.json
+    assert (await gw.fetch_output(r.json()["data"][0]["url"]))[:8] == b"\x89PNG\r\n\x1a\n"
+    variation = await gw.client.post("/v1/images/variations", headers=gw.auth, data={"model": "gpt-image-1"},
+                                     files={"image": ("a.png", png_bytes(), "image/png")})
+    assert variation.status_code == 400 and variation.json()["error"]["param"] == "model"

@@ -209,3 +209,16 @@ async def test_flux2_large_input_without_size_is_billed_what_bfl_reports(gw: Har
     cost = credits(emu)
     assert cost == 140_800  # 3 + 3.19 x 1.5 (further output MP) + 4.19 x 1.5 (input MP) = 14.08 credits
     assert await gw.books() == (balance - cost, 0, cost)
+
+
+async def test_a_generation_through_bfl_runs_as_a_task(gw: Harness, emu: BflEmulator) -> None:
+    r = await gw.client.post("/v1/images/generations", headers=gw.auth, json={
+        "model": "flux-kontext-pro", "prompt": "a lake at dawn", "size": "1536x1024", "async": True})
+    task_id = r.json()["id"]
+    assert await gw.gateway.runner.run_once()
+    task = (await gw.client.get(f"/v1/tasks/{task_id}", headers=gw.auth)).json()
+    assert task["status"] == "completed" and len(task["data"]) == 1
+    [sent] = emu.submits
+    assert sent.json == {"prompt": "a lake at dawn", "aspect_ratio": "3:2"}  # no input image: text-to-image
+    _, held, spent = await gw.books()
+    assert held == 0 and spent == 40_000

@@ -247,3 +247,16 @@ async def test_moderation_error_does_not_reveal_what_xai_charged_the_gateway(gw:
     r = await edit(gw)
     assert r.status_code == 400
     assert "upstream_cost_micros" not in r.json()["error"] and "50000" not in r.text
+
+
+async def test_a_generation_through_xai_is_billed_what_xai_reports(gw: Harness, emu: XaiEmulator) -> None:
+    balance, _, _ = await gw.books()
+    r = await gw.client.post("/v1/images/generations", headers=gw.auth, json={
+        "model": "grok-imagine-image", "prompt": "a cat", "aspect_ratio": "1:1", "n": 2,
+        "response_format": "b64_json", "size": "1024x1024"})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 2
+    [sent] = emu.generation_requests
+    assert "size" not in sent.json and sent.json["aspect_ratio"] == "1:1"  # never sent: xAI refuses it
+    cost = 2 * 20_000
+    assert await gw.books() == (balance - cost, 0, cost)

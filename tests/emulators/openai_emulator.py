@@ -1502,6 +1502,9 @@ class OpenAIEmulator(LoopbackEmulator):
             result["safety_identifier"] = job.safety_identifier
         return result
 
+    def serve(self, png: bytes) -> str:
+        """Serve `png` at a signed-looking URL of this emulator, as answers' `url`s are served; its URL."""
+        return self._serve(png)
 
     def _serve(self, png: bytes) -> str:
         name = f"img-{secrets.token_urlsafe(18)}"

@@ -246,3 +246,36 @@ async def test_registry_builds_azure_and_requires_base_url(make_job: JobFactory)
     await provider.aclose()
     with pytest.raises(ConfigError, match="base_url"):
         build_provider(ProviderSettings(name="az", type="azure", models=("gpt-image-1",)))
+
+
+async def test_a_generation_goes_to_the_deployment_as_json(azure: AzureProvider, emu: AzureEmulator,
+                                                          make_job: JobFactory) -> None:
+    result = await azure.run(make_job([], model="gpt-image-1", operation="generate", prompt="a fox",
+                                      options={"size": "1024x1536", "quality": "low", "safety_identifier": "u-9"}))
+    [sent] = emu.generation_requests
+    assert sent.path == "/openai/deployments/img-prod/images/generations"
+    assert sent.json == {"model": "gpt-image-1", "prompt": "a fox", "size": "1024x1536", "quality": "low",
+                         "safety_identifier": "u-9"}
+    assert (result.images[0].width, result.images[0].height) == (1024, 1536) and result.usage is not None
+
+
+async def test_azure_streams_partial_images_then_the_completed_one(azure: AzureProvider, emu: AzureEmulator,
+                                                                   make_job: JobFactory) -> None:
+    job = make_job([], model="gpt-image-1", operation="generate", prompt="a fox",
+                   options={"size": "1024x1024", "quality": "low", "partial_images": 2})
+    events = [event async for event in azure.stream(job)]
+    assert [(e.final, e.index) for e in events] == [(False, 0), (False, 1), (True, 0)]
+    assert events[-1].usage is not None and events[-1].image.format == "png"
+    assert emu.generation_requests[0].json["stream"] is True
+
+
+async def test_a_stream_error_from_azure_is_an_upstream_error(azure: AzureProvider, emu: AzureEmulator,
+                                                              make_job: JobFactory) -> None:
+    emu.inject("stream_error", after_events=1, on="generation")
+    job = make_job([], model="gpt-image-1", operation="generate", prompt="a fox",
+                   options={"size": "1024x1024", "quality": "low", "partial_images": 2})
+    seen = []
+    with pytest.raises(UpstreamError):
+        async for event in azure.stream(job):
+            seen.append(event)
+    assert len(seen) == 1 and not seen[0].final

@@ -368,3 +368,13 @@ async def test_latency_beyond_the_timeout(source: SourceFactory, make_job: JobFa
         finally:
             await provider.aclose()
     assert caught.value.retryable and emu.polls == []  # the submit itself timed out
+
+
+async def test_a_generation_is_a_submit_without_input_images(bfl: BflProvider, emu: BflEmulator,
+                                                            make_job: JobFactory) -> None:
+    result = await bfl.run(make_job([], model="flux-2-pro", operation="generate", prompt="a lake",
+                                    options={"size": "1024x768", "seed": 3}))
+    [sent] = emu.submits
+    assert sent.json == {"prompt": "a lake", "seed": 3, "width": 1024, "height": 768}
+    assert (result.images[0].width, result.images[0].height) == (1024, 768)
+    assert result.cost_micros is not None and result.cost_micros > 0

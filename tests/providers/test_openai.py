@@ -18,7 +18,7 @@ from imagegate.core.errors import (
 from imagegate.core.usage import TokenUsage
 from imagegate.providers.openai import OpenAIProvider, parse_usage, translate_error
 
-from .conftest import JobFactory, SourceFactory
+from .conftest import JobFactory, SourceFactory, image_bytes
 
 KEY = "sk-upstream"
 
@@ -201,3 +201,63 @@ def test_checked_usage_is_shown_in_openai_shape() -> None:
     usage = TokenUsage(50, 272, text_in=10, image_in=40)
     assert usage.to_json() == {"total_tokens": 322, "input_tokens": 50, "output_tokens": 272,
                                "input_tokens_details": {"text_tokens": 10, "image_tokens": 40}}
+
+
+async def test_a_variation_is_multipart_without_a_prompt(openai: OpenAIProvider, emu: OpenAIEmulator,
+                                                        source: SourceFactory, make_job: JobFactory) -> None:
+    result = await openai.run(make_job([await source()], model="dall-e-2", operation="variation", prompt="",
+                                       n=2, options={"size": "256x256"}))
+    [sent] = emu.variation_requests
+    assert sent.fields == {"model": "dall-e-2", "n": "2", "size": "256x256", "response_format": "b64_json"}
+    assert [(i.width, i.height) for i in result.images] == [(256, 256)] * 2
+
+
+async def test_a_stream_yields_checked_events_as_they_come(openai: OpenAIProvider, emu: OpenAIEmulator,
+                                                           make_job: JobFactory) -> None:
+    job = make_job([], model="gpt-image-1.5", operation="generate", prompt="x",
+                   options={"size": "1024x1024", "quality": "low", "partial_images": 3})
+    events = [event async for event in openai.stream(job)]
+    assert [(e.final, e.index) for e in events] == [(False, 0), (False, 1), (False, 2), (True, 0)]
+    assert all((e.image.width, e.image.height) == (1024, 1024) for e in events)
+    assert events[-1].usage is not None and events[0].echo["size"] == "1024x1024"
+
+
+async def test_a_stream_cut_by_the_upstream_is_an_error_not_an_end(openai: OpenAIProvider, emu: OpenAIEmulator,
+                                                                   make_job: JobFactory) -> None:
+    emu.inject("stream_disconnect", after_events=1, on=OpenAIEmulator.GENERATIONS)
+    job = make_job([], model="gpt-image-1.5", operation="generate", prompt="x",
+                   options={"size": "1024x1024", "quality": "low", "partial_images": 2})
+    seen = []
+    with pytest.raises(UpstreamError):
+        async for event in openai.stream(job):
+            seen.append(event)
+    assert len(seen) == 1
+
+
+class FakeResults:
+    """A ResultFetcher that records the URLs it was asked for and answers with one image."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.asked = data, []
+
+    async def fetch_result(self, url: str, *, max_bytes: int) -> bytes:
+        self.asked.append((url, max_bytes))
+        return self.data
+
+
+async def test_a_url_on_another_host_goes_through_the_safe_fetcher(emu: OpenAIEmulator, make_job: JobFactory) -> None:
+    png = image_bytes((32, 32))
+    emu.fail_next(200, {"created": 1, "data": [{"url": "https://cdn.example/a.png"}]}, on=OpenAIEmulator.GENERATIONS)
+    emu.fail_next(200, {"created": 1, "data": [{"url": "https://cdn.example/b.png"}]}, on=OpenAIEmulator.GENERATIONS)
+    job = make_job([], model="dall-e-3", operation="generate", prompt="x")
+    results = FakeResults(png)
+    provider = OpenAIProvider(name="oa", base_url=emu.base_url, api_key=KEY, timeout=5, results=results)
+    bare = OpenAIProvider(name="oa", base_url=emu.base_url, api_key=KEY, timeout=5)
+    try:
+        assert (await provider.run(job)).images[0].data == png
+        assert results.asked == [("https://cdn.example/a.png", job.max_output_bytes)]
+        with pytest.raises(UpstreamError, match="another host"):  # nothing to fetch it with: never dialled
+            await bare.run(job)
+    finally:
+        await provider.aclose()
+        await bare.aclose()

@@ -243,3 +243,14 @@ async def test_latency_beyond_the_timeout(emu: XaiEmulator, source: SourceFactor
             await provider.run(make_job([await source()], model="grok-imagine-image"))
     finally:
         await provider.aclose()
+
+
+async def test_a_generation_goes_to_generations_without_images(xai: XaiProvider, emu: XaiEmulator,
+                                                              make_job: JobFactory) -> None:
+    result = await xai.run(make_job([], model="grok-imagine-image", operation="generate", n=2, prompt="a cat",
+                                    options={"aspect_ratio": "16:9", "resolution": "1k"}))
+    [sent] = emu.generation_requests
+    assert sent.json == {"model": "grok-imagine-image", "prompt": "a cat", "n": 2, "response_format": "b64_json",
+                         "aspect_ratio": "16:9", "resolution": "1k"}
+    assert len(result.images) == 2 and result.images[0].width > result.images[0].height
+    assert result.cost_micros is not None and result.cost_micros > 0

@@ -1,8 +1,8 @@
 """Request bodies → ImageRequest: multipart uploads and JSON references, with limits and exact `param`s.
 
 Edits come as multipart or JSON; generations as JSON (OpenAI's CreateImageRequest); variations as
-multipart. The operator's defaults (`[api] default_model`, `default_response_format`) fill what a client
-left out.
+multipart. The operator's `[api] default_response_format` fills in a missing `response_format`; a missing
+`model` is left empty for the image service to default.
 """
 
 from __future__ import annotations
@@ -82,18 +82,14 @@ def request_from_form(operation: Operation, form: FormData, limits: LimitSetting
 def _image_request(operation: Operation, fields: Mapping[str, Any], images: list[ImageRef], mask: ImageRef | None,
                    api: ApiSettings) -> ImageRequest:
     model = fields.get("model")
-    if model is None:
-        model = api.default_model
-    if not isinstance(model, str) or not model.strip():
-        detail = "is required" if model is None or isinstance(model, str) else \
-            f"must be a string; got {kind_of(model)}"
-        raise InvalidRequest(f"'model' {detail}.", param="model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest(f"'model' must be a string; got {kind_of(model)}.", param="model")
     prompt = fields.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise InvalidRequest(f"'prompt' must be a string; got {kind_of(prompt)}.", param="prompt")
     common = parse_common(fields)
     response_format = cast(ResponseFormat, common.response_format or api.default_response_format)
-    return ImageRequest(operation=operation, model=model.strip(), prompt=prompt or "", images=images, mask=mask,
+    return ImageRequest(operation=operation, model=(model or "").strip(), prompt=prompt or "", images=images, mask=mask,
                         n=common.n, response_format=response_format, run_async=common.run_async,
                         stream=common.stream, options=common.options)
 

@@ -72,6 +72,7 @@ class OperationRules:
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_prompt: int = 32000
     provider_types: tuple[str, ...] = ()  # the provider types that can do it; () for all of the model's
+    default: bool = False  # a request of this operation that names no model may get this one
 
     def describe(self) -> dict[str, Any]:
         caps: dict[str, Any] = {"max_images": self.max_images, "max_n": self.max_n, "async": self.supports_async,
@@ -130,9 +131,9 @@ class ModelSpec:
         return {"operations": {_OPERATION_NAMES[op]: rules.describe() for op, rules in self.operations.items()}}
 
 
-_RULE_KEYS = {"provider_types", "max_images", "min_images", "max_n", "async", "stream", "mask", "input_formats",
-              "max_input_bytes", "square_png", "needs_alpha", "prompt", "params", "strip", "refuse", "sizes",
-              "size_grid", "values", "max_prompt"}
+_RULE_KEYS = {"provider_types", "default", "max_images", "min_images", "max_n", "async", "stream", "mask",
+              "input_formats", "max_input_bytes", "square_png", "needs_alpha", "prompt", "params", "strip", "refuse",
+              "sizes", "size_grid", "values", "max_prompt"}
 
 
 def _rules(raw: Mapping[str, Any], default_values: Mapping[str, Any]) -> OperationRules:
@@ -162,6 +163,7 @@ def _rules(raw: Mapping[str, Any], default_values: Mapping[str, Any]) -> Operati
         values=values,
         max_prompt=int(raw.get("max_prompt", 32000)),
         provider_types=tuple(raw.get("provider_types", ())),
+        default=bool(raw.get("default", False)),
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from imagegate.core.capabilities import ModelSpec
-from imagegate.core.errors import ModelNotFound
+from imagegate.core.errors import InvalidRequest, ModelNotFound
 from imagegate.core.jobs import Operation
 from imagegate.core.ports import Provider
 
@@ -46,6 +46,17 @@ class Catalog:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ModelNotFound(f"The model '{model_id}' does not exist or is not served here.{hint}",
                             param=param, did_you_mean=close[0] if close else None)
+
+    def default_for(self, operation: Operation, preferred: str | None = None) -> ModelSpec:
+        """The model a request of `operation` that names none gets: `preferred` (the operator's default) if it
+        does the operation, else the first served model the catalog marks as that operation's default."""
+        if preferred is not None and operation in self.spec(preferred).operations:
+            return self.spec(preferred)
+        for spec in self._specs.values():
+            rules = spec.operations.get(operation)
+            if rules is not None and rules.default:
+                return spec
+        raise InvalidRequest("'model' is required.", param="model")
 
     def routes(self, model_id: str, operation: Operation | None = None) -> list[Route]:
         """The model's routes; with `operation`, those whose provider type can do it."""

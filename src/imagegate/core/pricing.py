@@ -48,13 +48,14 @@ class Price:
 
     Token rates are micro-dollars per one million tokens; other rates are micro-dollars. A per-image price
     may depend on the size (`by_size` keys "WxH") or on quality and size ("QUALITY/WxH"); a request that
-    names no quality is priced at `default_quality`.
+    names no quality or size is priced at `default_quality` and `default_size`.
     """
 
     kind: str
     rates: Mapping[str, int] = field(default_factory=dict)
     by_size: Mapping[str, int] = field(default_factory=dict)
     default_quality: str | None = None
+    default_size: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The price as listed by GET /v1/models, in USD."""
@@ -67,6 +68,8 @@ class Price:
             out["per_image_usd_by_size"] = {k: micros_to_usd(v) for k, v in self.by_size.items()}
         if self.default_quality is not None:
             out["default_quality"] = self.default_quality
+        if self.default_size is not None:
+            out["default_size"] = self.default_size
         return out
 
     # --- estimates: the worst plausible cost, held before any upstream call ------------------------
@@ -92,7 +95,7 @@ class Price:
 
     def _per_output(self, c: CostInputs) -> int:
         if self.kind == "per_image":
-            size_key = f"{c.size[0]}x{c.size[1]}" if c.size else None
+            size_key = f"{c.size[0]}x{c.size[1]}" if c.size else self.default_size
             quality_key = f"{c.quality or self.default_quality}/{size_key}"
             if quality_key in self.by_size:
                 unit = self.by_size[quality_key]
@@ -143,8 +146,9 @@ def price_from_mapping(raw: Mapping[str, Any]) -> Price:
     kind = str(raw.get("kind", "free"))
     if kind not in ("tokens", "per_image", "megapixels", "free"):
         raise ValueError(f"unknown price kind {kind!r}")
-    rates = {k: usd_to_micros(v) for k, v in raw.items() if k not in ("kind", "by_size", "default_quality")}
+    named = ("kind", "by_size", "default_quality", "default_size")
+    rates = {k: usd_to_micros(v) for k, v in raw.items() if k not in named}
     by_size = {k: usd_to_micros(v) for k, v in raw.get("by_size", {}).items()}
-    default_quality = raw.get("default_quality")
-    return Price(kind=kind, rates=rates, by_size=by_size,
-                 default_quality=str(default_quality) if default_quality is not None else None)
+    quality, size = raw.get("default_quality"), raw.get("default_size")
+    return Price(kind=kind, rates=rates, by_size=by_size, default_quality=None if quality is None else str(quality),
+                 default_size=None if size is None else str(size))

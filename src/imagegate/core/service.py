@@ -120,8 +120,10 @@ ReplyFor = Callable[[ImageResponse | TaskView], Reply]
 class ImageService:
     def __init__(self, catalog: Catalog, inputs: ImageResolver, ledger: Ledger, blobs: BlobStore,
                  tasks: TaskStore, router: Router, *, request_timeout: float = 600.0, task_deadline: float = 900.0,
-                 task_retention: float = 86400.0, task_accepted: Callable[[], None] = lambda: None) -> None:
+                 task_retention: float = 86400.0, task_accepted: Callable[[], None] = lambda: None,
+                 default_model: str | None = None) -> None:
         self._catalog = catalog
+        self._default_model = default_model
         self._inputs = inputs
         self._ledger = ledger
         self._blobs = blobs
@@ -173,7 +175,8 @@ class ImageService:
     @contextlib.asynccontextmanager
     async def _prepared(self, caller: Caller, request: ImageRequest) -> AsyncIterator[_Prepared]:
         """Check the request, resolve and check its images (closed again on leaving), price it."""
-        spec = self._catalog.spec(request.model)
+        spec = self._catalog.spec(request.model) if request.model else \
+            self._catalog.default_for(request.operation, self._default_model)
         caller.check_model(spec.id)
         rules = spec.rules(request.operation)
         options = check_request(rules, spec.id, request)
