@@ -1,3 +1,3 @@
-"""imagegate: a self-hosted, OpenAI-compatible image-edit gateway."""
+"""imagegate: a self-hosted, OpenAI-compatible image gateway."""
 
 __version__ = "0.1.0"
