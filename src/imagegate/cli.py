@@ -103,7 +103,7 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imagegate", description="OpenAI-compatible image-edit gateway")
+    p = argparse.ArgumentParser(prog="imagegate", description="OpenAI-compatible image gateway")
     p.add_argument("--config", help="TOML config file (default: $IMAGEGATE_CONFIG, else embedded defaults)")
     sub = p.add_subparsers(dest="command", required=True)
 
