@@ -15,6 +15,17 @@ from pathlib import Path
 import httpx
 
 
+def write_config(path: Path, more: str = "") -> Path:
+    """A config file at `path` for a server on a SQLite database and blob store beside it, plus `more` TOML."""
+    path.write_text(f"""
+[database]
+url = "sqlite:///{path.parent / 'imagegate.db'}"
+[storage]
+path = "{path.parent / 'blobs'}"
+{more}""")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

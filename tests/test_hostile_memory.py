@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tests.conftest import Fund, png_bytes
 from tests.emulators.hostile import HostileUpstream, gzip_bomb
-from tests.servers import Server, peak_rss, reset_peak_rss, rss
+from tests.servers import Server, peak_rss, reset_peak_rss, rss, write_config
 
 BUDGET = 64 * 1024 * 1024  # peak RSS growth allowed for one hostile answer (DESIGN.md)
 PROBE_LIMIT = 1.0  # seconds a health probe may take while the answer is handled (a stall was 2.7-3.7 s)
@@ -42,12 +42,8 @@ sys.exit(main(sys.argv[1:]))
 """)
 
 
-def write_config(path: Path, upstream: HostileUpstream) -> Path:
-    path.write_text(f"""
-[database]
-url = "sqlite:///{path.parent / 'imagegate.db'}"
-[storage]
-path = "{path.parent / 'blobs'}"
+def config_for(path: Path, upstream: HostileUpstream) -> Path:
+    return write_config(path, f"""
 [limits]
 request_timeout = 20.0
 [[providers]]
@@ -58,7 +54,6 @@ api_key = "sk-up"
 models = ["gpt-image-2"]
 timeout = 4.0
 """)
-    return path
 
 
 @pytest.fixture
@@ -99,7 +94,7 @@ async def answer_cost(server: Server, key: str, upstream: HostileUpstream, behav
 async def test_one_hostile_answer_costs_bounded_memory_and_stalls_no_one(
         tmp_path: Path, upstream: HostileUpstream, server: Callable[..., Server], funded: Fund,
         behaviour: str, status: int) -> None:
-    config = write_config(tmp_path / "imagegate.toml", upstream)
+    config = config_for(tmp_path / "imagegate.toml", upstream)
     _, key = await funded(config)
     gateway = server(config)
     await gateway.start()
@@ -113,7 +108,7 @@ async def test_one_hostile_answer_costs_bounded_memory_and_stalls_no_one(
 async def test_without_the_body_guard_the_same_answers_break_the_budget(
         tmp_path: Path, upstream: HostileUpstream, server: Callable[..., Server], funded: Fund,
         behaviour: str) -> None:
-    config = write_config(tmp_path / "imagegate.toml", upstream)
+    config = config_for(tmp_path / "imagegate.toml", upstream)
     _, key = await funded(config)
     unguarded = server(config, python=UNGUARDED)
     await unguarded.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import Fund, png_bytes
-from tests.servers import Server
+from tests.servers import Server, write_config
 
 SOFT_LIMIT = 1024  # a common default (systemd's) that the gateway starts with below
 IDLE = 1_000
@@ -36,17 +36,8 @@ imagegate.server.raise_open_file_limit = lambda: (1024, 1024)
 from imagegate.cli import main"""))
 
 
-def write_config(path: Path, *, header_timeout: float = 10.0, body_timeout: float = 30.0) -> Path:
-    path.write_text(f"""
-[database]
-url = "sqlite:///{path.parent / 'imagegate.db'}"
-[storage]
-path = "{path.parent / 'blobs'}"
-[limits]
-header_timeout = {header_timeout}
-body_timeout = {body_timeout}
-""")
-    return path
+def config_for(path: Path, *, header_timeout: float = 10.0, body_timeout: float = 30.0) -> Path:
+    return write_config(path, f"[limits]\nheader_timeout = {header_timeout}\nbody_timeout = {body_timeout}\n")
 
 
 @pytest.fixture
@@ -115,7 +106,7 @@ def open_file_limit(pid: int) -> int:
 
 async def test_a_crowd_of_idle_and_dripping_connections_locks_no_one_out(
         tmp_path: Path, server: Callable[..., Server], funded: Fund, many_files: None) -> None:
-    config = write_config(tmp_path / "imagegate.toml")
+    config = config_for(tmp_path / "imagegate.toml")
     _, key = await funded(config)
     gateway = server(config, python=LIMITED)
     await gateway.start()
@@ -126,7 +117,7 @@ async def test_a_crowd_of_idle_and_dripping_connections_locks_no_one_out(
 
 async def test_without_raising_the_limit_the_crowd_locks_others_out(
         tmp_path: Path, server: Callable[..., Server], funded: Fund, many_files: None) -> None:
-    config = write_config(tmp_path / "imagegate.toml")
+    config = config_for(tmp_path / "imagegate.toml")
     _, key = await funded(config)
     gateway = server(config, python=LIMITED_UNGUARDED)
     await gateway.start()
@@ -136,7 +127,7 @@ async def test_without_raising_the_limit_the_crowd_locks_others_out(
 
 
 async def test_headers_that_never_finish_are_cut_off(tmp_path: Path, server: Callable[..., Server]) -> None:
-    gateway = server(write_config(tmp_path / "imagegate.toml", header_timeout=1.0))
+    gateway = server(config_for(tmp_path / "imagegate.toml", header_timeout=1.0))
     await gateway.start()
     silent_reader, silent = await asyncio.open_connection("127.0.0.1", gateway.port)
     slow_reader, slow = await asyncio.open_connection("127.0.0.1", gateway.port)
@@ -154,7 +145,7 @@ async def test_headers_that_never_finish_are_cut_off(tmp_path: Path, server: Cal
 
 async def test_a_body_that_stalls_gets_408_and_the_connection_closed(tmp_path: Path, server: Callable[..., Server],
                                                                      funded: Fund) -> None:
-    config = write_config(tmp_path / "imagegate.toml", body_timeout=1.0)
+    config = config_for(tmp_path / "imagegate.toml", body_timeout=1.0)
     _, key = await funded(config)
     gateway = server(config)
     await gateway.start()
@@ -172,6 +163,6 @@ async def test_a_body_that_stalls_gets_408_and_the_connection_closed(tmp_path: P
 
 
 async def test_sigterm_stops_the_server_with_exit_code_0(tmp_path: Path, server: Callable[..., Server]) -> None:
-    gateway = server(write_config(tmp_path / "imagegate.toml"))
+    gateway = server(config_for(tmp_path / "imagegate.toml"))
     await gateway.start()
     assert await gateway.terminate() == 0

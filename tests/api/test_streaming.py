@@ -22,19 +22,15 @@ import pytest
 from PIL import Image
 from tests.conftest import Fund, png_bytes
 from tests.emulators.openai_emulator import OpenAIEmulator
-from tests.servers import Server, until
+from tests.servers import Server, until, write_config
 
 from imagegate.db.accounts import AccountStore
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "sdk" / "node"
 
 
-def write_config(path: Path, emulator: OpenAIEmulator) -> Path:
-    path.write_text(f"""
-[database]
-url = "sqlite:///{path.parent / 'imagegate.db'}"
-[storage]
-path = "{path.parent / 'blobs'}"
+def config_for(path: Path, emulator: OpenAIEmulator) -> Path:
+    return write_config(path, f"""
 [limits]
 request_timeout = 30.0
 [[providers]]
@@ -49,7 +45,6 @@ name = "local"
 type = "local"
 models = ["local-draw"]
 """)
-    return path
 
 
 @pytest.fixture
@@ -61,7 +56,7 @@ async def emulator() -> AsyncIterator[OpenAIEmulator]:
 @pytest.fixture
 async def live(tmp_path: Path, emulator: OpenAIEmulator, server: Callable[..., Server],
                funded: Fund) -> tuple[Server, AccountStore, str]:
-    config = write_config(tmp_path / "imagegate.toml", emulator)
+    config = config_for(tmp_path / "imagegate.toml", emulator)
     accounts, key = await funded(config)
     gateway = server(config)
     await gateway.start()

@@ -68,7 +68,8 @@ class Catalog:
 
 
 def _served(spec: ModelSpec, routes: Iterable[Route]) -> ModelSpec:
-    """The spec with only the operations some route of it can do (an Azure-only dall-e-2 makes no variations)."""
+    """The spec with only the operations some route of it can do (a model whose only routes cannot vary
+    images serves no variations)."""
     types = {r.provider_type for r in routes}
     if "" in types:
         return spec

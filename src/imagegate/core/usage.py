@@ -24,7 +24,7 @@ class TokenUsage:
         return self.input_tokens + self.output_tokens
 
     def to_json(self) -> dict[str, Any]:
-        """The counts in the shape of OpenAI's ImagesUsage, as the client is shown them."""
+        """The counts in the Images API's usage shape, as the client is shown them."""
         out: dict[str, Any] = {"total_tokens": self.total_tokens, "input_tokens": self.input_tokens,
                                "output_tokens": self.output_tokens}
         details_in = {k: v for k, v in (("text_tokens", self.text_in), ("image_tokens", self.image_in),

@@ -85,19 +85,8 @@ def edit_images(
         region = transparent_region(mask, base.width, base.height)
         edited = _edit_region(base, region, steps)
     alpha = _output_alpha(edited, background, fmt, may_key=region is None)
-    root = _root_seed(seed, prompt)
-    results = []
-    for variant in range(n):
-        rgb = _vary(edited.rgb, np.random.default_rng((root + variant) % 2**64))
-        if region is not None:
-            rgb = _confine(rgb, edited.rgb, base.rgb, region)
-        picture = Picture(rgb, alpha)
-        if background == "opaque":
-            picture = flatten(picture)
-        if size is not None:
-            picture = cover(picture, *size)
-        results.append(encode(picture, fmt, output_compression))
-    return results
+    return _variants(edited, base, region, alpha, root=_root_seed(seed, prompt), n=n, size=size, fmt=fmt,
+                     output_compression=output_compression, background=background)
 
 
 def vary_images(
@@ -116,9 +105,20 @@ def vary_images(
     base = decode(source)
     alpha = _output_alpha(base, background, fmt, may_key=True)
     root = seed if seed is not None else int.from_bytes(hashlib.sha256(source).digest()[:8], "big")
+    return _variants(base, base, None, alpha, root=root, n=n, size=size, fmt=fmt,
+                     output_compression=output_compression, background=background)
+
+
+def _variants(edited: Picture, base: Picture, region: Pixels | None, alpha: Pixels | None, *, root: int, n: int,
+              size: tuple[int, int] | None, fmt: OutputFormat, output_compression: int | None,
+              background: str | None) -> list[bytes]:
+    """n encoded variants of `edited`: jittered (inside `region` only, when there is one), fitted, encoded."""
     results = []
     for variant in range(n):
-        picture = Picture(_vary(base.rgb, np.random.default_rng((root + variant) % 2**64)), alpha)
+        rgb = _vary(edited.rgb, np.random.default_rng((root + variant) % 2**64))
+        if region is not None:
+            rgb = _confine(rgb, edited.rgb, base.rgb, region)
+        picture = Picture(rgb, alpha)
         if background == "opaque":
             picture = flatten(picture)
         if size is not None:

@@ -32,7 +32,6 @@ ERROR_BODY_BYTES = 64 * 1024  # an error answer is read this far; the rest is le
 JSON_OVERHEAD_BYTES = 1024 * 1024  # room in an answer for what is not image data (JSON, text, usage)
 EXCERPT_CHARS = 200  # most characters of a vendor's message quoted back to a client
 _INLINE_BYTES = 256 * 1024  # smaller sources are Base64-encoded, and answers parsed, on the event loop
-_CHUNK = 256 * 1024
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -98,7 +97,7 @@ async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, provide
     A declared Content-Length over the cap is refused before anything is read; an undeclared length is
     counted as the bytes arrive, so at most `max_bytes` (plus one network read) is ever held.
     """
-    if _compressed(response):
+    if is_compressed(response):
         raise UpstreamError(f"The provider '{provider}' sent a compressed answer the gateway did not ask for.",
                             retryable=retryable)
     oversized = UpstreamError(f"The provider '{provider}' sent an oversized answer: more than the {max_bytes:,} "
@@ -117,7 +116,7 @@ async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, provide
 
 async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
     """Up to ERROR_BODY_BYTES of an error answer (empty when it came compressed): enough for its JSON."""
-    if _compressed(response):
+    if is_compressed(response):
         return b""
     chunks: list[bytes] = []
     size = 0
@@ -129,7 +128,7 @@ async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-def _compressed(response: aiohttp.ClientResponse) -> bool:
+def is_compressed(response: aiohttp.ClientResponse) -> bool:
     return response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from imagegate.core.errors import UpstreamError
+from imagegate.providers.http import is_compressed
 
 _LINE = re.compile(rb"\r\n|\r|\n")
 
@@ -27,7 +28,7 @@ class ServerEvent:
 async def server_events(response: aiohttp.ClientResponse, *, provider: str,
                         max_event_bytes: int) -> AsyncIterator[ServerEvent]:
     """The events of a `text/event-stream` answer, as they arrive."""
-    if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+    if is_compressed(response):
         raise UpstreamError(f"The provider '{provider}' sent a compressed stream the gateway did not ask for.",
                             retryable=True)
     buffer = bytearray()
