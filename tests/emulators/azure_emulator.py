@@ -38,7 +38,7 @@ recorded in :attr:`streams` (:class:`StreamRecord`, each event with its ``writte
 (``{"type":"error","error":{...}}``), ``stream_disconnect`` aborts the connection after k events,
 ``stream_hang`` goes silent after k events (:meth:`fail_stream` takes a custom message and code). A client that
 leaves mid-stream is noticed within ``disconnect_poll`` seconds: the stream gets ``client_disconnected`` and
-the request joins :attr:`client_disconnects`.
+the request joins :attr:`client_disconnects`. All of this is :mod:`.streams`, shared with the OpenAI emulator.
 
     async with AzureEmulator(deployments={"img": "gpt-image-1", "d3": "dall-e-3"}) as emu:
         provider = AzureProvider(name="az", base_url=emu.base_url, api_key=emu.api_key, deployments=...)
@@ -50,23 +50,20 @@ the request joins :attr:`client_disconnects`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import itertools
 import json
-import math
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import EllipsisType
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from PIL import Image
 
-from .base import RECORD, Canned, LoopbackEmulator, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
+from .base import RECORD, Canned, MalformedMultipart, Part, RecordedRequest, Reject, json_kind, read_multipart
+from .streams import STREAM_INJECTABLE, StreamEvent, StreamFailure, StreamingEmulator, StreamRecord
 
 __all__ = ["DEFAULT_DEPLOYMENTS", "GENERATION_API_VERSIONS", "INJECTABLE", "STREAM_INJECTABLE", "AzureEmulator",
            "RecordedRequest", "StreamEvent", "StreamFailure", "StreamRecord"]
@@ -89,8 +86,6 @@ _OUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
 INJECTABLE = ("invalid_key", "deployment_not_found", "resource_not_found", "invalid_param", "content_filter",
               "content_filter_output", "responsible_ai", "moderation_blocked", "rate_limit", "daily_quota",
               "server_error", "service_unavailable", "hang", "disconnect")
-#: Mid-stream failures for ``inject(kind, after_events=k)`` (streaming edits and generations only).
-STREAM_INJECTABLE = ("stream_error", "stream_disconnect", "stream_hang")
 
 DALLE3 = "dall-e-3"
 #: generation fields per family [DOC reference-preview 2025-04-01-preview; SPEC CreateImageRequest].
@@ -134,22 +129,8 @@ def _unsupported_operation(operation: str, model: str) -> Reject:
                   f"models can be used with each operation here: {_LINK}.")
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
 def _invalid_type(name: str, expected: str, value: Any) -> Reject:
-    return _param(f"Invalid type for '{name}': expected {expected}, but got {_json_kind(value)} instead.", name,
+    return _param(f"Invalid type for '{name}': expected {expected}, but got {json_kind(value)} instead.", name,
                   "invalid_type")
 
 
@@ -164,79 +145,6 @@ def _render(w: int, h: int, fmt: str, seed: int, transparent: bool = False) -> s
         Image.new("RGB", (w, h), colour).save(buf, "JPEG" if fmt == "jpeg" else "PNG",
                                               **({"compress_level": 1} if fmt == "png" else {}))
     return base64.b64encode(buf.getvalue()).decode()
-
-
-def _sse(event: str, payload: Mapping[str, Any]) -> bytes:
-    """One SSE frame as OpenAI (and Azure) write it: ``event:`` line, one ``data:`` line, blank line."""
-    return f"event: {event}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
-@dataclass
-class StreamEvent:
-    """One SSE frame the emulator wrote."""
-
-    #: event name: ``image_edit.partial_image``, ``image_generation.completed``, ``error``, ...
-    type: str
-    #: 0-based position in its stream.
-    index: int
-    #: ``time.perf_counter()`` right after the frame was handed to the socket.
-    written_at: float
-    #: ``time.time()`` at the same moment.
-    wall_time: float
-    #: size of the frame on the wire (before chunked framing).
-    nbytes: int
-
-
-@dataclass
-class StreamRecord:
-    """A streamed answer (``stream`` true edit or generation) as the emulator wrote it."""
-
-    request: RecordedRequest
-    #: ``"edit"`` or ``"generation"``.
-    operation: str
-    #: the deployment's model family.
-    model: str
-    #: the event names the stream sends when nothing goes wrong, in order.
-    planned: list[str]
-    #: ``time.perf_counter()`` when the 200 headers were written (None if the client left before).
-    started_at: float | None = None
-    events: list[StreamEvent] = field(default_factory=list)
-    #: the completed event was written and the body closed cleanly.
-    completed: bool = False
-    #: ``"error"``, ``"disconnect"`` or ``"hang"`` when an injected stream failure played.
-    injected: str | None = None
-    client_disconnected: bool = False
-    #: ``time.perf_counter()`` when the emulator noticed the client had gone.
-    disconnected_at: float | None = None
-    #: ``time.perf_counter()`` when the emulator stopped writing (body closed, aborted, or client gone).
-    ended_at: float | None = None
-
-    @property
-    def event_types(self) -> list[str]:
-        return [e.type for e in self.events]
-
-    @property
-    def write_times(self) -> list[float]:
-        return [e.written_at for e in self.events]
-
-    @property
-    def gaps(self) -> list[float]:
-        """Seconds between consecutive events."""
-        return [b - a for a, b in itertools.pairwise(self.write_times)]
-
-
-@dataclass
-class StreamFailure:
-    """A queued mid-stream failure: after ``after_events`` events, ``action`` (``error``, ``disconnect``,
-    ``hang``) for the next ``times`` streams ``on`` a route (``"edit"``, ``"generation"``; None: any)."""
-
-    action: str
-    after_events: int
-    times: int
-    on: str | None
-    message: str = "The server had an error while processing your request. Sorry about that!"
-    code: str | None = "server_error"
-    error_type: str = "server_error"
 
 
 @dataclass
@@ -258,7 +166,7 @@ class _Job:
     style: str | None = None  # dall-e-3 only
 
 
-class AzureEmulator(LoopbackEmulator):
+class AzureEmulator(StreamingEmulator):
     """One Azure OpenAI resource on 127.0.0.1. Failures are queued for the ``"edit"`` routes (pass
     ``on="generation"`` for the generation routes, ``on=None`` for any).
 
@@ -288,7 +196,8 @@ class AzureEmulator(LoopbackEmulator):
                  stream_interval: float | None = None, stream_gate: bool = False, disconnect_poll: float = 0.02,
                  accept_moderation: bool = True, custom_sizes: bool = True,
                  v1_unknown_model: str = "deployment_not_found", host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(latency=latency, hang=hang, host=host, port=port)
+        super().__init__(latency=latency, hang=hang, host=host, port=port, stream_interval=stream_interval,
+                         stream_gate=stream_gate, disconnect_poll=disconnect_poll)
         if v1_unknown_model not in ("deployment_not_found", "model_not_found"):
             raise ValueError("v1_unknown_model must be 'deployment_not_found' or 'model_not_found'")
         self.api_key = api_key
@@ -298,18 +207,10 @@ class AzureEmulator(LoopbackEmulator):
         self.input_mimes = input_mimes
         self.region = region
         self.url_ttl = url_ttl
-        self.stream_interval, self.stream_gate, self.disconnect_poll = stream_interval, stream_gate, disconnect_poll
         self.accept_moderation, self.custom_sizes = accept_moderation, custom_sizes
         self.v1_unknown_model = v1_unknown_model
         #: DALL·E 3 images served for ``url`` answers: path → (png, expiry).
         self.served: dict[str, tuple[bytes, float]] = {}
-        #: every streamed answer, oldest first.
-        self.streams: list[StreamRecord] = []
-        #: requests whose client went away while the emulator was still streaming (or about to).
-        self.client_disconnects: list[RecordedRequest] = []
-        self._stream_failures: list[StreamFailure] = []
-        self._gate_permits = 0
-        self._gate_event = asyncio.Event()
 
     # ------------------------------------------------------------------ routes and helpers
     @property
@@ -334,23 +235,9 @@ class AzureEmulator(LoopbackEmulator):
         """Fetches of DALL·E 3 ``url`` answers."""
         return [r for r in self.requests if r.path.startswith("/private/images/")]
 
-    @property
-    def last_stream(self) -> StreamRecord | None:
-        return self.streams[-1] if self.streams else None
-
-    def stream_for(self, request: RecordedRequest | str) -> StreamRecord | None:
-        """The stream answering a recorded request (or a request id, e.g. the ``apim-request-id`` header)."""
-        rid = request if isinstance(request, str) else request.request_id
-        return next((s for s in self.streams if s.request.request_id == rid), None)
-
     def expire_urls(self) -> None:
         """Make every served DALL·E 3 URL expire now."""
         self.served = {path: (data, 0.0) for path, (data, _) in self.served.items()}
-
-    def release_stream_events(self, count: int = 1) -> None:
-        """With ``stream_gate``: let ``count`` more stream events (of any stream) be written."""
-        self._gate_permits += count
-        self._gate_event.set()
 
     def _routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/openai/deployments/{deployment}/images/edits", self._deployment_edit)
@@ -359,41 +246,6 @@ class AzureEmulator(LoopbackEmulator):
         router.add_post("/openai/v1/images/generations", self._v1_generation)
         router.add_get("/private/images/{id}/{name}", self._served_image)
         router.add_route("*", "/{tail:.*}", self._not_found)
-
-    def fail_stream(self, after_events: int = 0, *, action: str = "error", message: str | None = None,
-                    code: str | None = "server_error", error_type: str = "server_error", times: int = 1,
-                    on: str | EllipsisType | None = ...) -> None:
-        """Queue a mid-stream failure for the next ``times`` streams ``on`` a route (default ``"edit"``;
-        ``"generation"``; None: any): after ``after_events`` events, ``action`` = ``error`` (an ``event: error``
-        frame with ``message``/``code``/``error_type``, then a clean close), ``disconnect`` (abort the
-        connection) or ``hang`` (send nothing more, keep the connection open). ``after_events`` at or past the
-        number of events plays it after the completed event."""
-        if action not in ("error", "disconnect", "hang"):
-            raise ValueError("action must be 'error', 'disconnect' or 'hang'")
-        if after_events < 0:
-            raise ValueError("after_events must be >= 0")
-        route = self.failure_route if isinstance(on, EllipsisType) else on
-        failure = StreamFailure(action, after_events, times, route, code=code, error_type=error_type)
-        if message is not None:
-            failure.message = message
-        self._stream_failures.append(failure)
-
-    def inject(self, kind: str, *, times: int = 1, retry_after: float | None = None, delay: float = 0.0,
-               on: str | EllipsisType | None = ..., after_events: int = 0) -> None:
-        """Queue one of :data:`INJECTABLE` (answered instead of the request) or of :data:`STREAM_INJECTABLE`
-        (played ``after_events`` events into the next stream; only streaming requests consume those)."""
-        if kind in STREAM_INJECTABLE:
-            self.fail_stream(after_events, action=kind.removeprefix("stream_"), times=times, on=on)
-            return
-        super().inject(kind, times=times, retry_after=retry_after, delay=delay, on=on)
-
-    @property
-    def pending_failures(self) -> int:
-        return super().pending_failures + sum(f.times for f in self._stream_failures)
-
-    def reset_failures(self) -> None:
-        super().reset_failures()
-        self._stream_failures.clear()
 
     def _canned(self, kind: str, retry_after: float | None) -> Canned:
         """One of :data:`INJECTABLE`: the error shapes of providers.md §3.5 and the Azure column of §7."""
@@ -625,7 +477,7 @@ class AzureEmulator(LoopbackEmulator):
     @staticmethod
     def _object(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise _param(f"Invalid type for request body: expected an object, but got {_json_kind(body)} instead.",
+            raise _param(f"Invalid type for request body: expected an object, but got {json_kind(body)} instead.",
                          None, "invalid_type")
         return {k: v for k, v in body.items() if v is not None}  # every field is nullable [SPEC]
 
@@ -752,7 +604,8 @@ class AzureEmulator(LoopbackEmulator):
         if self.hang:
             return await self._hang()
         if job.stream:
-            return await self._stream(request, job)
+            return await self._stream(request, self._stream_frames(job), operation=job.operation, model=job.family,
+                                      route=job.operation, headers=_RATE)
         await self._sleep(self.latency)
         return web.json_response(self._result(job), headers=_RATE)
 
@@ -795,14 +648,6 @@ class AzureEmulator(LoopbackEmulator):
         return f"{self.url}{path}?se={se}&sig={secrets.token_urlsafe(32)}%3D&ske=&skv=2020-10-02&sp=r&spr=https"
 
     # ------------------------------------------------------------------ streaming
-    def _take_stream_failure(self, route: str) -> StreamFailure | None:
-        f = next((f for f in self._stream_failures if f.on is None or f.on == route), None)
-        if f is not None:
-            f.times -= 1
-            if f.times <= 0:
-                self._stream_failures.remove(f)
-        return f
-
     def _stream_frames(self, job: _Job) -> list[tuple[str, dict[str, Any]]]:
         prefix = "image_generation" if job.operation == "generation" else "image_edit"
         w, h = job.size
@@ -820,132 +665,6 @@ class AzureEmulator(LoopbackEmulator):
         frames.append((name, {"type": name, "b64_json": _render(w, h, job.output_format, 0, transparent),
                               **common, "usage": self._usage(job)}))
         return frames
-
-    async def _wait(self, request: web.Request, seconds: float) -> bool:
-        """Wait ``seconds`` (cut short by ``stop()``); False as soon as the client has gone."""
-        if request.transport is None:
-            return False
-        if seconds <= 0:
-            return True
-        poll = self.disconnect_poll
-        if poll <= 0:
-            if math.isfinite(seconds):
-                await self._sleep(seconds)
-            else:
-                await self._closing.wait()
-            return request.transport is not None
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        while not self._closing.is_set():
-            left = end - loop.time()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(left, poll))
-            if request.transport is None:
-                return False
-        return True
-
-    def _note_disconnect(self, request: web.Request, record: StreamRecord) -> None:
-        rec = request[RECORD]
-        if self.record and all(r is not rec for r in self.client_disconnects):
-            self.client_disconnects.append(rec)
-        if not record.client_disconnected:
-            record.client_disconnected = True
-            record.disconnected_at = time.perf_counter()
-
-    async def _write_event(self, request: web.Request, resp: web.StreamResponse, record: StreamRecord, name: str,
-                           frame: bytes) -> bool:
-        """Write one SSE frame and time it; False if the client has gone."""
-        if request.transport is None:
-            return False
-        try:
-            await resp.write(frame)
-        except ConnectionError:
-            return False
-        record.events.append(StreamEvent(name, len(record.events), time.perf_counter(), time.time(), len(frame)))
-        return True
-
-    async def _await_gate(self, request: web.Request) -> bool:
-        """With ``stream_gate``: wait for a :meth:`release_stream_events` permit; False if the client left."""
-        poll = self.disconnect_poll if self.disconnect_poll > 0 else 0.05
-        while self._gate_permits <= 0:
-            if request.transport is None:
-                return False
-            if self._closing.is_set():
-                return True
-            self._gate_event.clear()
-            try:
-                await asyncio.wait_for(self._gate_event.wait(), poll)
-            except TimeoutError:
-                pass
-        self._gate_permits -= 1
-        return True
-
-    async def _play_stream_failure(self, request: web.Request, resp: web.StreamResponse, record: StreamRecord,
-                                   failure: StreamFailure) -> None:
-        record.injected = failure.action
-        if failure.action == "error":
-            payload = {"type": "error", "error": {"message": failure.message, "type": failure.error_type,
-                                                  "param": None, "code": failure.code}}
-            if await self._write_event(request, resp, record, "error", _sse("error", payload)):
-                try:
-                    await resp.write_eof()
-                except ConnectionError:
-                    self._note_disconnect(request, record)
-            else:
-                self._note_disconnect(request, record)
-        elif failure.action == "disconnect":
-            if request.transport is not None:
-                request.transport.abort()
-        elif not await self._wait(request, math.inf):  # hang: until stop() or the client gives up
-            self._note_disconnect(request, record)
-
-    async def _stream(self, request: web.Request, job: _Job) -> web.StreamResponse:
-        rec = request[RECORD]
-        frames = self._stream_frames(job)
-        record = StreamRecord(rec, job.operation, job.family, [name for name, _ in frames])
-        if self.record:
-            self.streams.append(record)
-        failure = self._take_stream_failure(job.operation)
-        paced = self.stream_interval is not None
-        gap = self.stream_interval if self.stream_interval is not None else self.latency / len(frames)
-        if not await self._wait(request, self.latency if paced else gap):
-            record.ended_at = time.perf_counter()
-            self._note_disconnect(request, record)
-            raise asyncio.CancelledError
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                                       "Cache-Control": "no-cache", **_RATE})
-        self._stamp(resp, rec.request_id, time.perf_counter())
-        try:
-            await resp.prepare(request)
-        except ConnectionError:
-            self._note_disconnect(request, record)
-            raise asyncio.CancelledError from None
-        record.started_at = time.perf_counter()
-        try:
-            for i, (name, payload) in enumerate(frames):
-                if failure is not None and i == failure.after_events:
-                    await self._play_stream_failure(request, resp, record, failure)
-                    return resp
-                if (i > 0 and not await self._wait(request, gap)) or (
-                        self.stream_gate and not await self._await_gate(request)):
-                    self._note_disconnect(request, record)
-                    return resp
-                if not await self._write_event(request, resp, record, name, _sse(name, payload)):
-                    self._note_disconnect(request, record)
-                    return resp
-            if failure is not None:  # after_events >= the number of events: after the completed event
-                await self._play_stream_failure(request, resp, record, failure)
-                return resp
-            try:
-                await resp.write_eof()
-            except ConnectionError:
-                self._note_disconnect(request, record)
-                return resp
-            record.completed = True
-            return resp
-        finally:
-            record.ended_at = time.perf_counter()
 
     # ------------------------------------------------------------------ validation
     def _fields(self, parts: list[Part]) -> tuple[

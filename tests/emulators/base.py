@@ -1,10 +1,12 @@
 """What every upstream emulator shares: a real aiohttp server on a loopback port, request recording, queued
 failures (canned answers, hangs, dropped connections), latency, and strict multipart reading.
 
-An emulator subclasses :class:`LoopbackEmulator`, adds its routes in ``_routes`` and its canned failures in
+An emulator subclasses :class:`LoopbackEmulator` (one that answers with server-sent events subclasses
+:class:`.streams.StreamingEmulator`, which adds them), adds its routes in ``_routes`` and its canned failures in
 ``_canned``, and raises :class:`Reject` (or a subclass that builds the vendor's error body) from a handler
-to answer with an error. Everything that makes it strict — which fields, values and images the real service
-refuses — stays in the emulator's own module.
+to answer with an error; :func:`json_kind` names a JSON value's type as OpenAI-style errors do. Everything
+that makes it strict — which fields, values and images the real service refuses — stays in the emulator's own
+module.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import CIMultiDict
 
 __all__ = ["RECORD", "Failure", "LoopbackEmulator", "MalformedMultipart", "Part", "RecordedRequest", "Reject",
-           "read_multipart"]
+           "json_kind", "read_multipart"]
 
 #: One form part: (field name, filename, Content-Type, bytes for a file | str for a text field).
 Part = tuple[str, str | None, str | None, bytes | str]
@@ -90,6 +92,18 @@ class Reject(Exception):
     def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(status)
         self.status, self.body, self.headers = status, body, dict(headers or {})
+
+
+#: (type, name) in the order :func:`json_kind` tries them (bool before int: a bool is an int).
+_JSON_KINDS: tuple[tuple[type, str], ...] = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"),
+                                             (str, "a string"), (list, "an array"), (dict, "an object"))
+
+
+def json_kind(value: Any) -> str:
+    """A JSON value's type as OpenAI-style errors name it (``an integer``, ``a string``, ``an array``, ...)."""
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), "an unknown value")
 
 
 class MalformedMultipart(ValueError):

@@ -27,7 +27,8 @@ Routes (all under ``base_url`` = ``http://127.0.0.1:PORT/v1``):
 
 Streaming (``stream=true`` on edits and generations with a GPT image model): ``text/event-stream`` with
 ``event: image_edit.partial_image`` / ``image_generation.partial_image`` x ``partial_images``, then one
-``*.completed`` carrying ``usage``; no ``[DONE]``, no ``id:`` lines. What a gateway test can steer and observe:
+``*.completed`` carrying ``usage``; no ``[DONE]``, no ``id:`` lines. The machinery is :mod:`.streams`, shared
+with the Azure emulator. What a gateway test can steer and observe:
 
 * pacing: by default ``latency`` is spread evenly (``latency / events`` before the headers and between events).
   ``stream_interval=s`` instead waits ``latency`` before the headers and ``s`` between consecutive events, so a
@@ -64,7 +65,6 @@ import asyncio
 import base64
 import binascii
 import contextvars
-import itertools
 import json
 import math
 import secrets
@@ -73,13 +73,12 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from types import EllipsisType
-from typing import Any, Self
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from .base import RECORD, Canned, LoopbackEmulator, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
+from .base import RECORD, Canned, MalformedMultipart, Part, RecordedRequest, Reject, read_multipart
 from .openai_rules import (
     _DATA_URL_RE,
     _HIGH_FIDELITY_EXTRA_TOKENS,
@@ -118,6 +117,7 @@ from .openai_rules import (
     VARIATION_PARAMS,
     _APIError,
     _bad_mime,
+    _check_body,
     _check_gpt2_size,
     _check_gpt_output,
     _check_gpt_size,
@@ -143,9 +143,9 @@ from .openai_rules import (
     _render,
     _render_b64,
     _sse,
-    _stream_error_payload,
     _unknown_param,
 )
+from .streams import STREAM_INJECTABLE, StreamEvent, StreamFailure, StreamingEmulator, StreamRecord
 
 __all__ = [
     "INJECTABLE",
@@ -190,74 +190,6 @@ class StoredFile:
             "status": "processed",
             "status_details": None,
         }
-
-
-@dataclass
-class StreamEvent:
-    """One SSE frame the emulator wrote."""
-
-    #: event name: ``image_edit.partial_image``, ``image_generation.completed``, ``error``, ...
-    type: str
-    #: 0-based position in its stream.
-    index: int
-    #: ``time.perf_counter()`` right after the frame was handed to the socket.
-    written_at: float
-    #: ``time.time()`` at the same moment.
-    wall_time: float
-    #: size of the frame on the wire (before chunked framing).
-    nbytes: int
-
-
-@dataclass
-class StreamRecord:
-    """A streamed answer (``stream=true`` edit or generation) as the emulator wrote it."""
-
-    request: RecordedRequest
-    #: ``"edit"`` or ``"generation"``.
-    operation: str
-    model: str
-    #: the event names the stream sends when nothing goes wrong, in order.
-    planned: list[str]
-    #: ``time.perf_counter()`` when the 200 headers were written (None if the client left before).
-    started_at: float | None = None
-    events: list[StreamEvent] = field(default_factory=list)
-    #: the completed event was written and the body closed cleanly.
-    completed: bool = False
-    #: ``"error"``, ``"disconnect"`` or ``"hang"`` when an injected stream failure played.
-    injected: str | None = None
-    client_disconnected: bool = False
-    #: ``time.perf_counter()`` when the emulator noticed the client had gone.
-    disconnected_at: float | None = None
-    #: ``time.perf_counter()`` when the emulator stopped writing (body closed, aborted, or client gone).
-    ended_at: float | None = None
-
-    @property
-    def event_types(self) -> list[str]:
-        return [e.type for e in self.events]
-
-    @property
-    def write_times(self) -> list[float]:
-        return [e.written_at for e in self.events]
-
-    @property
-    def gaps(self) -> list[float]:
-        """Seconds between consecutive events."""
-        t = self.write_times
-        return [b - a for a, b in itertools.pairwise(t)]
-
-
-@dataclass
-class StreamFailure:
-    """A queued mid-stream failure: after ``after_events`` events, ``action`` (``error``, ``disconnect``,
-    ``hang``) for the next ``times`` streams ``on`` a route (None: any route)."""
-
-    action: str
-    after_events: int
-    times: int
-    on: str | None
-    message: str = "The server had an error while processing your request. Sorry about that!"
-    code: str | None = "server_error"
-    error_type: str = "server_error"
 
 
 @dataclass
@@ -317,11 +249,7 @@ INJECTABLE = (
     "disconnect",
 )
 
-#: Mid-stream failures for ``inject(kind, after_events=k)`` (streaming edits and generations only).
-STREAM_INJECTABLE = ("stream_error", "stream_disconnect", "stream_hang")
-
-
-class OpenAIEmulator(LoopbackEmulator):
+class OpenAIEmulator(StreamingEmulator):
     """Strict OpenAI Images API emulator (edits, generations, variations) on 127.0.0.1 (ephemeral port by
     default).
 
@@ -365,6 +293,8 @@ class OpenAIEmulator(LoopbackEmulator):
 
     failure_route = EDITS
     shutdown_timeout = 2.0
+    #: stream frames carry orjson-encoded payloads, as every other answer.
+    _sse_frame = staticmethod(_sse)
 
     def __init__(
         self,
@@ -392,7 +322,8 @@ class OpenAIEmulator(LoopbackEmulator):
         organization: str = "org-emulator",
         openai_version: str = "2020-10-01",
     ) -> None:
-        super().__init__(latency=latency, hang=hang, host=host, port=port, record=record)
+        super().__init__(latency=latency, hang=hang, host=host, port=port, record=record,
+                         stream_interval=stream_interval, stream_gate=stream_gate, disconnect_poll=disconnect_poll)
         self.api_key = api_key
         self.validate = validate
         self.strict_response_format = strict_response_format
@@ -407,9 +338,6 @@ class OpenAIEmulator(LoopbackEmulator):
         self.unknown_model_status = unknown_model_status
         self.organization = organization
         self.openai_version = openai_version
-        self.stream_interval = stream_interval
-        self.stream_gate = stream_gate
-        self.disconnect_poll = disconnect_poll
 
         extra = frozenset(extra_params)
         self._multipart_params = (
@@ -423,14 +351,7 @@ class OpenAIEmulator(LoopbackEmulator):
         self.url_requests: list[str] = []
         #: Files API store: id -> StoredFile.
         self.files: dict[str, StoredFile] = {}
-        #: every streamed answer, oldest first (when ``record``).
-        self.streams: list[StreamRecord] = []
-        #: requests whose client went away before the answer was complete (when ``record``).
-        self.client_disconnects: list[RecordedRequest] = []
         self._served: OrderedDict[str, bytes] = OrderedDict()
-        self._stream_failures: list[StreamFailure] = []
-        self._gate_permits = 0
-        self._gate_event = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -438,11 +359,6 @@ class OpenAIEmulator(LoopbackEmulator):
     def base_url(self) -> str:
         """OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"{self.url}/v1"
-
-    async def start(self) -> Self:
-        if self._runner is None:
-            self._gate_event = asyncio.Event()
-        return await super().start()
 
     def _routes(self, r: web.UrlDispatcher) -> None:
         r.add_post(self.EDITS, self._handle_edits)
@@ -483,15 +399,6 @@ class OpenAIEmulator(LoopbackEmulator):
     def last_request(self) -> RecordedRequest | None:
         return self.requests[-1] if self.requests else None
 
-    @property
-    def last_stream(self) -> StreamRecord | None:
-        return self.streams[-1] if self.streams else None
-
-    def stream_for(self, request: RecordedRequest | str) -> StreamRecord | None:
-        """The stream answering a recorded request (or a request id, e.g. the ``x-request-id`` header)."""
-        rid = request if isinstance(request, str) else request.request_id
-        return next((s for s in self.streams if s.request.request_id == rid), None)
-
     def clear(self) -> None:
         """Forget recorded requests, streams, disconnects and referenced URLs (pending failures and stored
         files stay)."""
@@ -506,61 +413,6 @@ class OpenAIEmulator(LoopbackEmulator):
         ct = _MIME_OF.get((_probe(data) or ("",))[0])
         self.files[fid] = StoredFile(fid, filename, purpose, bytes(data), ct, int(time.time()))
         return fid
-
-    def release_stream_events(self, count: int = 1) -> None:
-        """With ``stream_gate``: let ``count`` more stream events (of any stream) be written."""
-        self._gate_permits += count
-        self._gate_event.set()
-
-    def fail_stream(
-        self,
-        after_events: int = 0,
-        *,
-        action: str = "error",
-        message: str | None = None,
-        code: str | None = "server_error",
-        error_type: str = "server_error",
-        times: int = 1,
-        on: str | EllipsisType | None = ...,
-    ) -> None:
-        """Queue a mid-stream failure for the next ``times`` streams ``on`` a route (default
-        :attr:`failure_route`; None: any): after ``after_events`` events, ``action`` = ``error`` (an
-        ``event: error`` frame with ``message``/``code``/``error_type``, then a clean close), ``disconnect``
-        (abort the connection) or ``hang`` (send nothing more, keep the connection open)."""
-        if action not in ("error", "disconnect", "hang"):
-            raise ValueError("action must be 'error', 'disconnect' or 'hang'")
-        if after_events < 0:
-            raise ValueError("after_events must be >= 0")
-        route = self.failure_route if isinstance(on, EllipsisType) else on
-        failure = StreamFailure(action, after_events, times, route, code=code, error_type=error_type)
-        if message is not None:
-            failure.message = message
-        self._stream_failures.append(failure)
-
-    def inject(
-        self,
-        kind: str,
-        *,
-        times: int = 1,
-        retry_after: float | None = None,
-        delay: float = 0.0,
-        on: str | EllipsisType | None = ...,
-        after_events: int = 0,
-    ) -> None:
-        """Queue a realistic failure: one of :data:`INJECTABLE` (answered instead of the request), or one of
-        :data:`STREAM_INJECTABLE` (played ``after_events`` events into the next stream)."""
-        if kind in STREAM_INJECTABLE:
-            self.fail_stream(after_events, action=kind.removeprefix("stream_"), times=times, on=on)
-            return
-        super().inject(kind, times=times, retry_after=retry_after, delay=delay, on=on)
-
-    @property
-    def pending_failures(self) -> int:
-        return super().pending_failures + sum(f.times for f in self._stream_failures)
-
-    def reset_failures(self) -> None:
-        super().reset_failures()
-        self._stream_failures.clear()
 
     def _canned(self, kind: str, retry_after: float | None) -> Canned:
         """A realistic §1.7 failure; ``kind`` is one of :data:`INJECTABLE`."""
@@ -753,38 +605,6 @@ class OpenAIEmulator(LoopbackEmulator):
         finally:
             _CURRENT_REQUEST.reset(token)
 
-    async def _wait(self, request: web.Request, seconds: float) -> bool:
-        """Wait ``seconds`` (cut short by ``stop()``); False as soon as the client has gone."""
-        if request.transport is None:
-            return False
-        if seconds <= 0:
-            return True
-        poll = self.disconnect_poll
-        if poll <= 0:
-            if math.isfinite(seconds):
-                await self._sleep(seconds)
-            else:
-                await self._closing.wait()
-            return request.transport is not None
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        while not self._closing.is_set():
-            left = end - loop.time()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(left, poll))
-            if request.transport is None:
-                return False
-        return True
-
-    def _note_disconnect(self, request: web.Request, stream: StreamRecord | None = None) -> None:
-        rec = request[RECORD]
-        if self.record and all(r is not rec for r in self.client_disconnects):
-            self.client_disconnects.append(rec)
-        if stream is not None and not stream.client_disconnected:
-            stream.client_disconnected = True
-            stream.disconnected_at = time.perf_counter()
-
     def _dropped(self, request: web.Request) -> asyncio.CancelledError:
         """The client left while the emulator worked: note it and stop (the request keeps ``status=None``)."""
         self._note_disconnect(request)
@@ -826,10 +646,49 @@ class OpenAIEmulator(LoopbackEmulator):
         if self.hang:
             return await self._hang()
         if job.stream:
-            return await self._stream(request, job)
+            return await self._stream(request, self._stream_frames(job), operation=job.operation, model=job.model,
+                                      route=request.path, headers=_RATE_HEADERS)
         if not await self._wait(request, self.latency):
             raise self._dropped(request)
         return self._json_response(self._result(job), headers=_RATE_HEADERS)
+
+    async def _receive(
+        self, request: web.Request, accepts: tuple[str, ...], default_model: str
+    ) -> tuple[list[Part], Any] | web.StreamResponse:
+        """What every image route does first: read the body (a form or JSON, as ``accepts`` allows), check the
+        key, play a failure queued for the route (returned: it is the answer; ``{model}`` in it is the request's
+        model, else ``default_model``), then raise what was wrong with the body. (form parts, JSON body)."""
+        rec = request[RECORD]
+        parse_error: _APIError | None = None
+        parts: list[Part] = []
+        body: Any = None
+        ctype = request.content_type
+        try:
+            if ctype == "multipart/form-data" and ctype in accepts:
+                parts = await self._read_multipart(request)
+                rec.add_parts(parts)
+            elif ctype == "application/json" and ctype in accepts:
+                body = await self._read_json(request)
+            else:
+                await request.read()
+                raise self._bad_content_type(request, " or ".join(accepts))
+        except _APIError as e:
+            parse_error = e
+
+        self._check_auth(request)
+        model_hint = (
+            rec.fields.get("model")
+            if body is None
+            else (body.get("model") if isinstance(body, dict) else None)
+        )
+        canned = await self._failure(
+            request, request.path, model=model_hint if isinstance(model_hint, str) else default_model
+        )
+        if canned is not None:
+            return canned
+        if parse_error is not None:
+            raise parse_error
+        return parts, body
 
     def _resolve_model(self, model: Any, default: str | None = None) -> tuple[str, str]:
         if model is None:
@@ -854,36 +713,10 @@ class OpenAIEmulator(LoopbackEmulator):
     # ---------------------------------------------------------------- /v1/images/edits
 
     async def _handle_edits(self, request: web.Request) -> web.StreamResponse:
-        rec = request[RECORD]
-        parse_error: _APIError | None = None
-        parts: list[Part] = []
-        body: Any = None
-        ctype = request.content_type
-        try:
-            if ctype == "multipart/form-data":
-                parts = await self._read_multipart(request)
-                rec.add_parts(parts)
-            elif ctype == "application/json":
-                body = await self._read_json(request)
-            else:
-                await request.read()
-                raise self._bad_content_type(request, "multipart/form-data or application/json")
-        except _APIError as e:
-            parse_error = e
-
-        self._check_auth(request)
-        model_hint = (
-            rec.fields.get("model")
-            if body is None
-            else (body.get("model") if isinstance(body, dict) else None)
-        )
-        canned = await self._failure(
-            request, request.path, model=model_hint if isinstance(model_hint, str) else self.default_model
-        )
-        if canned is not None:
-            return canned
-        if parse_error is not None:
-            raise parse_error
+        received = await self._receive(request, ("multipart/form-data", "application/json"), self.default_model)
+        if isinstance(received, web.StreamResponse):
+            return received
+        parts, body = received
         edit = self._parse_multipart_edit(parts) if body is None else self._parse_json_edit(body)
         return await self._answer(request, edit)
 
@@ -954,15 +787,7 @@ class OpenAIEmulator(LoopbackEmulator):
         return self._build_edit(raw, model, family, images, mask, form=True)
 
     def _parse_json_edit(self, body: Any) -> _Edit:
-        if not isinstance(body, dict):
-            raise _APIError(
-                400,
-                f"Invalid type for request body: expected an object, but got {_json_kind(body)} instead.",
-                code="invalid_type",
-            )
-        for name in body:
-            if name not in self._json_params:
-                raise _unknown_param(name)
+        _check_body(body, self._json_params)
         model, family = self._resolve_model(body.get("model"))
         self._check_edit_model(model, family)
         if family == DALLE2:
@@ -1233,40 +1058,14 @@ class OpenAIEmulator(LoopbackEmulator):
     # ---------------------------------------------------------------- /v1/images/generations
 
     async def _handle_generations(self, request: web.Request) -> web.StreamResponse:
-        parse_error: _APIError | None = None
-        body: Any = None
-        try:
-            if request.content_type == "application/json":
-                body = await self._read_json(request)
-            else:
-                await request.read()
-                raise self._bad_content_type(request, "application/json")
-        except _APIError as e:
-            parse_error = e
-
-        self._check_auth(request)
-        model_hint = body.get("model") if isinstance(body, dict) else None
-        canned = await self._failure(
-            request,
-            request.path,
-            model=model_hint if isinstance(model_hint, str) else self.default_generation_model,
-        )
-        if canned is not None:
-            return canned
-        if parse_error is not None:
-            raise parse_error
+        received = await self._receive(request, ("application/json",), self.default_generation_model)
+        if isinstance(received, web.StreamResponse):
+            return received
+        _parts, body = received
         return await self._answer(request, self._parse_generation(body))
 
     def _parse_generation(self, body: Any) -> _Job:
-        if not isinstance(body, dict):
-            raise _APIError(
-                400,
-                f"Invalid type for request body: expected an object, but got {_json_kind(body)} instead.",
-                code="invalid_type",
-            )
-        for name in body:
-            if name not in self._generation_params:
-                raise _unknown_param(name)
+        _check_body(body, self._generation_params)
 
         def given(name: str) -> bool:  # an explicit null counts as absent: every field is nullable [SPEC]
             return body.get(name) is not None
@@ -1350,26 +1149,10 @@ class OpenAIEmulator(LoopbackEmulator):
     # ---------------------------------------------------------------- /v1/images/variations
 
     async def _handle_variations(self, request: web.Request) -> web.StreamResponse:
-        rec = request[RECORD]
-        parse_error: _APIError | None = None
-        parts: list[Part] = []
-        try:
-            if request.content_type == "multipart/form-data":
-                parts = await self._read_multipart(request)
-                rec.add_parts(parts)
-            else:
-                await request.read()
-                raise self._bad_content_type(request, "multipart/form-data")
-        except _APIError as e:
-            parse_error = e
-
-        self._check_auth(request)
-        model_hint = rec.fields.get("model")
-        canned = await self._failure(request, request.path, model=model_hint if isinstance(model_hint, str) else DALLE2)
-        if canned is not None:
-            return canned
-        if parse_error is not None:
-            raise parse_error
+        received = await self._receive(request, ("multipart/form-data",), DALLE2)
+        if isinstance(received, web.StreamResponse):
+            return received
+        parts, _body = received
         return await self._answer(request, self._parse_variation(parts))
 
     def _parse_variation(self, parts: list[Part]) -> _Job:
@@ -1520,14 +1303,6 @@ class OpenAIEmulator(LoopbackEmulator):
 
     # ---------------------------------------------------------------- streaming (edits and generations)
 
-    def _take_stream_failure(self, path: str) -> StreamFailure | None:
-        f = next((f for f in self._stream_failures if f.on is None or f.on == path), None)
-        if f is not None:
-            f.times -= 1
-            if f.times <= 0:
-                self._stream_failures.remove(f)
-        return f
-
     def _stream_frames(self, job: _Job) -> list[tuple[str, dict[str, Any]]]:
         prefix = "image_generation" if job.operation == "generation" else "image_edit"
         w, h = job.size
@@ -1556,109 +1331,6 @@ class OpenAIEmulator(LoopbackEmulator):
             done["safety_identifier"] = job.safety_identifier
         frames.append((name, done))
         return frames
-
-    async def _write_event(
-        self, request: web.Request, resp: web.StreamResponse, record: StreamRecord, name: str, frame: bytes
-    ) -> bool:
-        """Write one SSE frame and time it; False if the client has gone."""
-        if request.transport is None:
-            return False
-        try:
-            await resp.write(frame)
-        except ConnectionError:
-            return False
-        record.events.append(StreamEvent(name, len(record.events), time.perf_counter(), time.time(), len(frame)))
-        return True
-
-    async def _await_gate(self, request: web.Request) -> bool:
-        """With ``stream_gate``: wait for a :meth:`release_stream_events` permit; False if the client left."""
-        poll = self.disconnect_poll if self.disconnect_poll > 0 else 0.05
-        while self._gate_permits <= 0:
-            if request.transport is None:
-                return False
-            if self._closing.is_set():
-                return True
-            self._gate_event.clear()
-            try:
-                await asyncio.wait_for(self._gate_event.wait(), poll)
-            except TimeoutError:
-                pass
-        self._gate_permits -= 1
-        return True
-
-    async def _play_stream_failure(
-        self, request: web.Request, resp: web.StreamResponse, record: StreamRecord, failure: StreamFailure
-    ) -> None:
-        record.injected = failure.action
-        if failure.action == "error":
-            payload = _stream_error_payload(failure.message, failure.code, failure.error_type)
-            if await self._write_event(request, resp, record, "error", _sse("error", payload)):
-                try:
-                    await resp.write_eof()
-                except ConnectionError:
-                    self._note_disconnect(request, record)
-            else:
-                self._note_disconnect(request, record)
-        elif failure.action == "disconnect":
-            if request.transport is not None:
-                request.transport.abort()
-        elif not await self._wait(request, float("inf")):  # hang: until stop() or the client gives up
-            self._note_disconnect(request, record)
-
-    async def _stream(self, request: web.Request, job: _Job) -> web.StreamResponse:
-        rec = request[RECORD]
-        frames = self._stream_frames(job)
-        record = StreamRecord(rec, job.operation, job.model, [name for name, _ in frames])
-        if self.record:
-            self.streams.append(record)
-        failure = self._take_stream_failure(request.path)
-        paced = self.stream_interval is not None
-        gap = self.stream_interval if self.stream_interval is not None else self.latency / len(frames)
-        if not await self._wait(request, self.latency if paced else gap):
-            record.ended_at = time.perf_counter()
-            self._note_disconnect(request, record)
-            raise asyncio.CancelledError
-
-        resp = web.StreamResponse(
-            status=200,
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                **_RATE_HEADERS,
-            },
-        )
-        self._stamp(resp, rec.request_id, time.perf_counter())
-        try:
-            await resp.prepare(request)
-        except ConnectionError:
-            self._note_disconnect(request, record)
-            raise asyncio.CancelledError from None
-        record.started_at = time.perf_counter()
-        try:
-            for i, (name, payload) in enumerate(frames):
-                if failure is not None and i == failure.after_events:
-                    await self._play_stream_failure(request, resp, record, failure)
-                    return resp
-                if (i > 0 and not await self._wait(request, gap)) or (
-                    self.stream_gate and not await self._await_gate(request)
-                ):
-                    self._note_disconnect(request, record)
-                    return resp
-                if not await self._write_event(request, resp, record, name, _sse(name, payload)):
-                    self._note_disconnect(request, record)
-                    return resp
-            if failure is not None:  # after_events >= the number of events: after the completed event
-                await self._play_stream_failure(request, resp, record, failure)
-                return resp
-            try:
-                await resp.write_eof()
-            except ConnectionError:
-                self._note_disconnect(request, record)
-                return resp
-            record.completed = True
-            return resp
-        finally:
-            record.ended_at = time.perf_counter()
 
     # ---------------------------------------------------------------- other routes
 

@@ -21,6 +21,8 @@ from typing import Any
 from PIL import Image
 
 from .base import Reject
+from .base import json_kind as _json_kind
+from .streams import sse_frame
 
 try:  # orjson is a project dependency; fall back to json so the emulator also runs without it.
     import orjson
@@ -280,24 +282,6 @@ def _invalid_value(name: str, value: Any, allowed: Iterable[str]) -> _APIError:
     )
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "an unknown value"
-
-
 def _invalid_type(name: str, expected: str, got: str) -> _APIError:
     return _APIError(
         400,
@@ -417,6 +401,19 @@ def _get_enum(raw: Mapping[str, Any], name: str, allowed: Iterable[str]) -> str 
 # ------------------------------------------------------------------------------------------------------------
 # Parameter checks shared by edits and generations
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _check_body(body: Any, allowed: Iterable[str]) -> None:
+    """A JSON request body: an object naming only ``allowed`` parameters."""
+    if not isinstance(body, dict):
+        raise _APIError(
+            400,
+            f"Invalid type for request body: expected an object, but got {_json_kind(body)} instead.",
+            code="invalid_type",
+        )
+    for name in body:
+        if name not in allowed:
+            raise _unknown_param(name)
 
 
 def _check_prompt(raw: Mapping[str, Any], max_len: int) -> str:
@@ -545,13 +542,8 @@ def _parse_size(size: str) -> tuple[int, int]:
 
 
 def _sse(event: str, payload: Mapping[str, Any]) -> bytes:
-    """One SSE frame as OpenAI writes it: ``event:`` line, one ``data:`` line of JSON, blank line. No ``id:``."""
-    return b"event: " + event.encode() + b"\ndata: " + _dumps(payload) + b"\n\n"
-
-
-def _stream_error_payload(message: str, code: str | None, type_: str = "server_error") -> dict[str, Any]:
-    """The mid-stream error frame openai-python (``data.error``) and openai-node v7 (``event: error``) raise on."""
-    return {"type": "error", "error": {"message": message, "type": type_, "param": None, "code": code}}
+    """One SSE frame as OpenAI writes it (:func:`.streams.sse_frame`), its JSON encoded by :func:`_dumps`."""
+    return sse_frame(event, payload, _dumps)
 
 
 # ------------------------------------------------------------------------------------------------------------

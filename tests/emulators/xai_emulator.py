@@ -216,17 +216,20 @@ class XaiEmulator(LoopbackEmulator):
             return web.Response(status=404, text="Not Found")
         return web.Response(body=data, content_type="image/jpeg")
 
-    # ------------------------------------------------------------------ the edit route
-    async def _edit(self, request: web.Request) -> web.StreamResponse:
+    # ------------------------------------------------------------------ what both routes check
+    async def _read_body(self, request: web.Request, route: str,
+                         fields: frozenset[str]) -> dict[str, Any] | web.StreamResponse:
+        """The key, then a failure queued for ``route`` (returned: it is the answer), then a JSON object body
+        naming only ``fields`` (recorded as the request's ``json``)."""
         raw = await request.read()
         rec = request[RECORD]
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] != self.api_key:
             raise _Reject(400, "Incorrect API key provided: xa***ey. You can obtain an API key from "
                           "https://console.x.ai.")
-        if (canned := await self._failure(request, "edit")) is not None:
+        if (canned := await self._failure(request, route)) is not None:
             return canned
-        if request.content_type != "application/json":  # the OpenAI SDK's multipart edit() is not supported
+        if request.content_type != "application/json":  # multipart (the OpenAI SDK's edit()) is refused
             raise _Reject(415, "Expected request with `Content-Type: application/json`")
         try:
             body = rec.json = json.loads(raw)
@@ -235,8 +238,24 @@ class XaiEmulator(LoopbackEmulator):
         if not isinstance(body, dict):
             raise _Reject(400, "The request body must be a JSON object.")
         for name in body:
-            if name not in FIELDS:
+            if name not in fields:
                 raise _unsupported(name)
+        return body
+
+    @staticmethod
+    def _check_options(body: Mapping[str, Any]) -> None:
+        """The enums of :data:`ENUMS` and ``user``, checked last on both routes."""
+        for name, allowed in ENUMS.items():
+            if name in body and body[name] not in allowed:
+                raise _Reject(400, f"Invalid {name}: {body[name]!r}; expected one of {', '.join(allowed)}")
+        if "user" in body and not isinstance(body["user"], str):
+            raise _Reject(400, "user must be a string")
+
+    # ------------------------------------------------------------------ the edit route
+    async def _edit(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_body(request, "edit", FIELDS)
+        if isinstance(body, web.StreamResponse):
+            return body
         model = body.get("model")
         model = self.aliases.get(model, model) if isinstance(model, str) else model
         if model not in self.models:
@@ -253,11 +272,7 @@ class XaiEmulator(LoopbackEmulator):
         n = body.get("n", 1)
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10:
             raise _Reject(400, "n must be an integer between 1 and 10")
-        for name, allowed in ENUMS.items():
-            if name in body and body[name] not in allowed:
-                raise _Reject(400, f"Invalid {name}: {body[name]!r}; expected one of {', '.join(allowed)}")
-        if "user" in body and not isinstance(body["user"], str):
-            raise _Reject(400, "user must be a string")
+        self._check_options(body)
         if self.hang:
             return await self._hang()
         await self._sleep(self.latency)
@@ -342,25 +357,9 @@ class XaiEmulator(LoopbackEmulator):
 
     # ------------------------------------------------------------------ the generation route
     async def _generation(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        rec = request[RECORD]
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] != self.api_key:
-            raise _Reject(400, "Incorrect API key provided: xa***ey. You can obtain an API key from "
-                          "https://console.x.ai.")
-        if (canned := await self._failure(request, self.GENERATION)) is not None:
-            return canned
-        if request.content_type != "application/json":
-            raise _Reject(415, "Expected request with `Content-Type: application/json`")
-        try:
-            body = rec.json = json.loads(raw)
-        except ValueError:
-            raise _Reject(400, "Failed to parse the request body as JSON.") from None
-        if not isinstance(body, dict):
-            raise _Reject(400, "The request body must be a JSON object.")
-        for name in body:
-            if name not in GENERATION_FIELDS:
-                raise _unsupported(name)
+        body = await self._read_body(request, self.GENERATION, GENERATION_FIELDS)
+        if isinstance(body, web.StreamResponse):
+            return body
         model = body.get("model")
         if model is None:
             model = self.default_generation_model  # model is nullable [SPEC]; the docs' example default
@@ -383,11 +382,7 @@ class XaiEmulator(LoopbackEmulator):
         tiered = isinstance(price, Mapping)
         if "quality" in body and not tiered and self.quality_elsewhere == "refuse":
             raise _unsupported("quality")
-        for name, allowed in ENUMS.items():
-            if name in body and body[name] not in allowed:
-                raise _Reject(400, f"Invalid {name}: {body[name]!r}; expected one of {', '.join(allowed)}")
-        if "user" in body and not isinstance(body["user"], str):
-            raise _Reject(400, "user must be a string")
+        self._check_options(body)
         if self.hang:
             return await self._hang()
         await self._sleep(self.latency)
