@@ -1,5 +1,5 @@
 """Migrations: several processes migrating one empty database at once all succeed (PostgreSQL takes an
-advisory lock; SQLite's BEGIN IMMEDIATE serialises them); the schema ends at the newest revision and is
+advisory lock; on SQLite, a lock file beside the database); the schema ends at the newest revision and is
 exactly what db/schema.py declares."""
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,25 @@ def _alembic_config(url: str) -> Any:
 def _upgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), revision)
+    with _sqlite_migration_lock(url):
+        command.upgrade(_alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Processes migrating one SQLite file take turns, by an exclusive lock on a file beside it. (SQLite
+    runs Alembic's DDL outside a transaction, so two would both find the schema old and both upgrade it.
+    PostgreSQL takes an advisory lock instead: see migrations/env.py.)"""
+    database = make_url(url).database if is_sqlite(url) else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def migrate(url: str, revision: str = "head") -> None:

@@ -2,7 +2,7 @@
 
 Replicas started together on one database migrate one at a time: on PostgreSQL the migration transaction
 first takes an advisory lock (released when it commits), so the next one finds the schema current; on
-SQLite the engine's BEGIN IMMEDIATE serialises them.
+SQLite a lock file beside the database does the same (db.engine.migrate).
 """
 
 from __future__ import annotations
